@@ -1,0 +1,44 @@
+# AdvEx developer entry points. Everything runs from .venv, made on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := protos services/core services/storage services/attack services/scoring services/gateway services/cli
+
+.PHONY: venv run test proto check-proto lint bench clean
+
+# One venv with every service installed editable; each folder contributes its
+# part of the `advex` namespace package. Reinstalls when a pyproject or the
+# constraints change.
+$(BIN)/.installed: constraints.txt $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -r requirements-dev.txt \
+		$(addprefix -e ,$(PACKAGES))
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	$(BIN)/advex up
+
+test: venv
+	$(BIN)/python -m pytest
+
+# Regenerates the committed stubs from protos/ with the pinned grpcio-tools.
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
+		--grpc_python_out=protos protos/advex/v1/*.proto
+
+# CI: fails when the committed stubs differ from what `make proto` makes.
+check-proto: proto
+	git diff --exit-code -- protos || (echo "generated code drifted: run 'make proto' and commit" && exit 1)
+	test -z "$$(git status --porcelain -- protos)" || (git status --porcelain -- protos; echo "untracked generated files: run 'make proto' and commit"; exit 1)
+
+lint: venv
+	$(BIN)/buf lint protos
+
+bench: venv
+	$(BIN)/python bench/bench_attack.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,125 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Report(_message.Message):
+    __slots__ = ("name", "state", "samples", "clean_accuracy", "model", "dataset", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean", "clip_min", "clip_max")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    WORST_CASE_FIELD_NUMBER: _ClassVar[int]
+    ROBUSTNESS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    CURVES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_CLEAN_FIELD_NUMBER: _ClassVar[int]
+    MEAN_TRUE_CLASS_PROBABILITY_CLEAN_FIELD_NUMBER: _ClassVar[int]
+    CLIP_MIN_FIELD_NUMBER: _ClassVar[int]
+    CLIP_MAX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    samples: int
+    clean_accuracy: float
+    model: ArtifactRef
+    dataset: ArtifactRef
+    attacks: _containers.RepeatedCompositeFieldContainer[AttackResult]
+    worst_case: _containers.RepeatedCompositeFieldContainer[WorstCase]
+    robustness_score: float
+    curves: _containers.RepeatedCompositeFieldContainer[RobustnessCurve]
+    mean_confidence_clean: float
+    mean_true_class_probability_clean: float
+    clip_min: float
+    clip_max: float
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., samples: _Optional[int] = ..., clean_accuracy: _Optional[float] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., attacks: _Optional[_Iterable[_Union[AttackResult, _Mapping]]] = ..., worst_case: _Optional[_Iterable[_Union[WorstCase, _Mapping]]] = ..., robustness_score: _Optional[float] = ..., curves: _Optional[_Iterable[_Union[RobustnessCurve, _Mapping]]] = ..., mean_confidence_clean: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ...) -> None: ...
+
+class ArtifactRef(_message.Message):
+    __slots__ = ("name", "sha256", "display_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sha256: str
+    display_name: str
+    def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class AttackResult(_message.Message):
+    __slots__ = ("attack", "norm", "eps", "steps", "step_size", "adversarial_accuracy", "attack_success_rate", "mean_confidence_clean", "mean_confidence_adversarial", "mean_true_class_probability_clean", "mean_true_class_probability_adversarial", "robustness_score", "perturbation_linf_mean", "perturbation_linf_median", "perturbation_l2_mean", "perturbation_l2_median", "perturbation_l0_mean", "perturbation_l0_median", "clean_correct_samples", "successful_samples")
+    ATTACK_FIELD_NUMBER: _ClassVar[int]
+    NORM_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    STEP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ATTACK_SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_CLEAN_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_ADVERSARIAL_FIELD_NUMBER: _ClassVar[int]
+    MEAN_TRUE_CLASS_PROBABILITY_CLEAN_FIELD_NUMBER: _ClassVar[int]
+    MEAN_TRUE_CLASS_PROBABILITY_ADVERSARIAL_FIELD_NUMBER: _ClassVar[int]
+    ROBUSTNESS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    PERTURBATION_LINF_MEAN_FIELD_NUMBER: _ClassVar[int]
+    PERTURBATION_LINF_MEDIAN_FIELD_NUMBER: _ClassVar[int]
+    PERTURBATION_L2_MEAN_FIELD_NUMBER: _ClassVar[int]
+    PERTURBATION_L2_MEDIAN_FIELD_NUMBER: _ClassVar[int]
+    PERTURBATION_L0_MEAN_FIELD_NUMBER: _ClassVar[int]
+    PERTURBATION_L0_MEDIAN_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_CORRECT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSFUL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    attack: str
+    norm: str
+    eps: float
+    steps: int
+    step_size: float
+    adversarial_accuracy: float
+    attack_success_rate: float
+    mean_confidence_clean: float
+    mean_confidence_adversarial: float
+    mean_true_class_probability_clean: float
+    mean_true_class_probability_adversarial: float
+    robustness_score: float
+    perturbation_linf_mean: float
+    perturbation_linf_median: float
+    perturbation_l2_mean: float
+    perturbation_l2_median: float
+    perturbation_l0_mean: float
+    perturbation_l0_median: float
+    clean_correct_samples: int
+    successful_samples: int
+    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., adversarial_accuracy: _Optional[float] = ..., attack_success_rate: _Optional[float] = ..., mean_confidence_clean: _Optional[float] = ..., mean_confidence_adversarial: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., mean_true_class_probability_adversarial: _Optional[float] = ..., robustness_score: _Optional[float] = ..., perturbation_linf_mean: _Optional[float] = ..., perturbation_linf_median: _Optional[float] = ..., perturbation_l2_mean: _Optional[float] = ..., perturbation_l2_median: _Optional[float] = ..., perturbation_l0_mean: _Optional[float] = ..., perturbation_l0_median: _Optional[float] = ..., clean_correct_samples: _Optional[int] = ..., successful_samples: _Optional[int] = ...) -> None: ...
+
+class WorstCase(_message.Message):
+    __slots__ = ("norm", "eps", "accuracy", "attacks")
+    NORM_FIELD_NUMBER: _ClassVar[int]
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    norm: str
+    eps: float
+    accuracy: float
+    attacks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, norm: _Optional[str] = ..., eps: _Optional[float] = ..., accuracy: _Optional[float] = ..., attacks: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RobustnessCurve(_message.Message):
+    __slots__ = ("attack", "norm", "points", "eps_at_half_clean_accuracy")
+    ATTACK_FIELD_NUMBER: _ClassVar[int]
+    NORM_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    EPS_AT_HALF_CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    attack: str
+    norm: str
+    points: _containers.RepeatedCompositeFieldContainer[CurvePoint]
+    eps_at_half_clean_accuracy: float
+    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., points: _Optional[_Iterable[_Union[CurvePoint, _Mapping]]] = ..., eps_at_half_clean_accuracy: _Optional[float] = ...) -> None: ...
+
+class CurvePoint(_message.Message):
+    __slots__ = ("eps", "adversarial_accuracy")
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    eps: float
+    adversarial_accuracy: float
+    def __init__(self, eps: _Optional[float] = ..., adversarial_accuracy: _Optional[float] = ...) -> None: ...

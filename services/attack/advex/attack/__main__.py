@@ -1,0 +1,3 @@
+from advex.attack.server import main
+
+main()

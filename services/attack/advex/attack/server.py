@@ -1,0 +1,246 @@
+"""gRPC adapter of the attack service: protos in, domain calls, protos out.
+
+RunEvasion stream order, per engine batch of samples [b, b + n):
+  1. `records` messages covering [b, b + n) in order, each at most
+     max_message_bytes when serialized;
+  2. when include_adversarial_images, the batch's images (float32,
+     (n, *image_shape)) as `adversarial_images` TensorChunks with
+     first_sample = b, each message at most max_message_bytes.
+Batches follow each other in sample order, so a receiver always has a
+batch's records before its images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import numpy as np
+
+from advex.attack import datasets, engine, fetch, models
+from advex.attack.config import AttackConfig
+from advex.core import attack_specs, tensors
+from advex.core.errors import InvalidArgument
+from advex.core.serving import Registration, RunningServer, configure_logging, serve_until_signalled, start_server
+from advex.v1 import attack_service_pb2, attack_service_pb2_grpc, evasion_pb2
+
+log = logging.getLogger(__name__)
+
+# Image chunks leave 4 KiB of each message for framing (advex.core.tensors),
+# so a smaller bound would leave no room for data.
+MIN_MESSAGE_BYTES = 8192
+MAX_BATCH_SIZE = 65536
+
+_LOGITS_SOURCE = {
+    models.NATIVE: attack_service_pb2.LOGITS_SOURCE_NATIVE,
+    models.STRIPPED_SOFTMAX: attack_service_pb2.LOGITS_SOURCE_STRIPPED_SOFTMAX,
+    models.LOG_PROBABILITIES: attack_service_pb2.LOGITS_SOURCE_LOG_PROBABILITIES,
+}
+
+
+class Progress:
+    """Thread-safe counters of work done, for logs, metrics and tests."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.passes = 0  # forward+backward passes over a batch
+        self.evasions_finished = 0  # RunEvasion calls that ended, however
+
+    def add_passes(self, n: int) -> None:
+        with self._changed:
+            self.passes += n
+            self._changed.notify_all()
+
+    def evasion_finished(self) -> None:
+        with self._changed:
+            self.evasions_finished += 1
+            self._changed.notify_all()
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """Waits until predicate(self) is true; False if `timeout` s passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout)
+
+
+class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
+    def __init__(self, config: AttackConfig) -> None:
+        self._config = config
+        self._models = models.ModelCache(config.model_cache_size)
+        self._limits = models.ModelLimits(
+            max_input_elements=config.max_input_elements,
+            max_activation_elements=config.max_activation_elements,
+            max_parameters=config.max_parameters,
+        )
+        self.progress = Progress()
+
+    def _fetch(self, location, what: str, suffix: str):
+        plain = fetch.Location(location.url, location.sha256, location.size_bytes)
+        path = fetch.fetch(
+            plain, self._config.cache_dir, suffix=suffix, what=what, max_bytes=self._config.max_download_bytes
+        )
+        return plain.sha256.strip().lower(), path
+
+    def _model(self, location) -> models.LoadedModel:
+        if not location.url:
+            raise InvalidArgument("model is required: pass its presigned GET URL, sha256 and size_bytes")
+        sha, path = self._fetch(location, "model", ".keras")
+        return self._models.get(sha, lambda: models.load_model(path, self._limits))
+
+    def _dataset(self, location) -> datasets.Dataset:
+        if not location.url:
+            raise InvalidArgument("dataset is required: pass its presigned GET URL, sha256 and size_bytes")
+        _, path = self._fetch(location, "dataset", ".npz")
+        return datasets.load_dataset(path, self._config.max_dataset_bytes)
+
+    def InspectModel(self, request, context):
+        model = self._model(request.model)
+        return attack_service_pb2.InspectModelResponse(model=_model_info(model.summary))
+
+    def CheckCompatibility(self, request, context):
+        attack_specs.check_clip_range(request.clip_min, request.clip_max)
+        model = self._model(request.model)
+        dataset = self._dataset(request.dataset)
+        datasets.check_compatible(model.summary, dataset, request.clip_min, request.clip_max)
+        return attack_service_pb2.CheckCompatibilityResponse(
+            model=_model_info(model.summary), dataset=_dataset_info(dataset)
+        )
+
+    def RunEvasion(self, request, context):
+        try:
+            yield from self._run_evasion(request, context)
+        finally:
+            self.progress.evasion_finished()
+
+    def _run_evasion(self, request, context):
+        # Everything that needs no download is checked first.
+        attack = attack_specs.resolve(request.attack)
+        attack_specs.check_clip_range(request.clip_min, request.clip_max)
+        batch_size = request.batch_size or self._config.batch_size
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise InvalidArgument(
+                f"batch_size must be between 1 and {MAX_BATCH_SIZE} (0: the server's default), got {batch_size}"
+            )
+        max_bytes = request.max_message_bytes or tensors.MAX_MESSAGE_BYTES
+        if not MIN_MESSAGE_BYTES <= max_bytes <= tensors.MAX_MESSAGE_BYTES:
+            raise InvalidArgument(
+                f"max_message_bytes must be between {MIN_MESSAGE_BYTES} and {tensors.MAX_MESSAGE_BYTES} "
+                f"(0: {tensors.MAX_MESSAGE_BYTES}), got {max_bytes}"
+            )
+        if request.start < 0 or request.stop < 0:
+            raise InvalidArgument(f"start and stop must be >= 0, got start={request.start} stop={request.stop}")
+
+        model = self._model(request.model)
+        dataset = self._dataset(request.dataset)
+        datasets.check_compatible(model.summary, dataset, request.clip_min, request.clip_max)
+        start, stop = datasets.resolve_range(dataset, request.start, request.stop)
+        log.info("evasion %s on samples [%d, %d), batch %d", attack.label, start, stop, batch_size)
+
+        # labels int64 + two probability rows + three float32 norms.
+        row_bytes = 8 + 2 * 4 * model.summary.num_classes + 3 * 4
+        rows = tensors.rows_per_message(row_bytes, max_bytes)
+        batches = engine.run_evasion(
+            model,
+            dataset,
+            attack,
+            request.clip_min,
+            request.clip_max,
+            start,
+            stop,
+            batch_size,
+            request.seed,
+            request.include_adversarial_images,
+            should_stop=lambda: not context.is_active(),
+            on_passes=self.progress.add_passes,
+        )
+        for batch in _memory_guarded(batches, batch_size):
+            for offset in range(0, batch.n, rows):
+                yield attack_service_pb2.RunEvasionResponse(records=_records(batch, offset, offset + rows))
+            if batch.adversarial is not None:
+                for chunk in tensors.to_chunks(batch.adversarial, batch.first_sample, max_bytes):
+                    yield attack_service_pb2.RunEvasionResponse(adversarial_images=chunk)
+
+
+def _memory_guarded(batches, batch_size: int):
+    """`batches`, with running out of memory a ResourceExhausted that says what to lower."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            if not models.is_out_of_memory(exc):
+                raise
+            raise models.out_of_memory(
+                f"a batch of {batch_size} samples on this model",
+                "pass a smaller batch_size, or use smaller images or a smaller model",
+            ) from None
+        yield batch
+
+
+def _records(batch: engine.EvasionBatch, lo: int, hi: int) -> evasion_pb2.EvasionRecords:
+    return evasion_pb2.EvasionRecords(
+        first_sample=batch.first_sample + lo,
+        labels=tensors.to_proto(batch.labels[lo:hi].astype(np.int64)),
+        clean_probabilities=tensors.to_proto(batch.clean_probs[lo:hi]),
+        adversarial_probabilities=tensors.to_proto(batch.adv_probs[lo:hi]),
+        perturbation_linf=tensors.to_proto(batch.linf[lo:hi]),
+        perturbation_l2=tensors.to_proto(batch.l2[lo:hi]),
+        perturbation_l0=tensors.to_proto(batch.l0[lo:hi]),
+    )
+
+
+def _model_info(summary: models.ModelSummary) -> attack_service_pb2.ModelInfo:
+    return attack_service_pb2.ModelInfo(
+        # A free (None) dimension travels as -1.
+        input_shape=[-1 if d is None else d for d in summary.input_shape],
+        num_classes=summary.num_classes,
+        outputs_probabilities=summary.outputs_probabilities,
+        logits_source=_LOGITS_SOURCE[summary.logits_source],
+        parameter_count=summary.parameter_count,
+    )
+
+
+def _dataset_info(dataset: datasets.Dataset) -> attack_service_pb2.DatasetInfo:
+    return attack_service_pb2.DatasetInfo(
+        samples=dataset.samples,
+        image_shape=list(dataset.image_shape),
+        dtype=dataset.source_dtype,
+        min_value=dataset.min_value,
+        max_value=dataset.max_value,
+        min_label=dataset.min_label,
+        max_label=dataset.max_label,
+    )
+
+
+def create_server(
+    address: str, config: AttackConfig, servicer: AttackServicer | None = None
+) -> tuple[RunningServer, int]:
+    """Starts the attack service on `address` (port 0: a free one).
+
+    Pass `servicer` to keep a handle on it (tests watch its `progress`).
+    Refuses to start (RuntimeError) on a Keras whose safe_mode can be bypassed.
+    """
+    models.require_safe_keras()
+    servicer = servicer or AttackServicer(config)
+    running = start_server(
+        address,
+        [
+            Registration(
+                "advex.v1.AttackService",
+                lambda server: attack_service_pb2_grpc.add_AttackServiceServicer_to_server(servicer, server),
+            )
+        ],
+    )
+    return running, running.port
+
+
+def main() -> None:
+    # TensorFlow's C++ start-up chatter drowns the service's own log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config = AttackConfig.from_env(os.environ)
+    configure_logging(config.log_level)
+    running, port = create_server(config.address, config)
+    log.info("attack service listening on port %d (cache %s)", port, config.cache_dir)
+    serve_until_signalled(running)

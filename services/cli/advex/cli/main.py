@@ -1,0 +1,266 @@
+"""The `advex` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+from advex.cli import render
+from advex.cli.client import TERMINAL, CliError, Gateway, parse_attack, upload, watch
+from advex.core.attack_specs import ATTACKS
+from advex.v1 import artifact_pb2, evaluation_pb2
+
+DEMO_BUDGETS = [0.05, 0.1, 0.2, 0.3]
+
+
+def _wait(gateway: Gateway, name: str, show_progress: bool) -> evaluation_pb2.Evaluation:
+    """Follows an evaluation to its end, with a progress bar on stderr."""
+    bar = None
+    last = None
+    try:
+        for evaluation in watch(gateway, name):
+            last = evaluation
+            if bar is None:
+                bar = render.progress_bar(evaluation.progress.total, "evaluating", enabled=show_progress)
+            bar.total = evaluation.progress.total
+            bar.set_postfix_str(f"{render.state_name(evaluation.state)}: {evaluation.progress.stage}", refresh=False)
+            bar.update(evaluation.progress.done - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
+    if last is None or last.state not in TERMINAL:
+        raise CliError(f"the gateway stopped streaming before {name} ended; run `advex watch {name}` again")
+    return last
+
+
+def _finish(gateway: Gateway, evaluation: evaluation_pb2.Evaluation, args) -> int:
+    """Prints the report of an ended evaluation (or why there is none)."""
+    if evaluation.state != evaluation_pb2.EVALUATION_STATE_SUCCEEDED:
+        if args.json:
+            render.print_json(render.to_dict(evaluation))
+        else:
+            print(render.evaluation_line(evaluation))
+        return 1
+    report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=evaluation.name)).report
+    if args.json:
+        render.print_json(render.to_dict(report))
+    else:
+        print(render.report_table(report))
+    return 0
+
+
+def cmd_upload(gateway: Gateway, args) -> int:
+    path = Path(args.path)
+    bar = render.progress_bar(path.stat().st_size if path.exists() else 0, f"upload {path.name}", "B", not args.json)
+    with bar:
+        artifact = upload(gateway, args.kind, path, args.name or "", bar.update)
+    if args.json:
+        render.print_json(render.to_dict(artifact))
+    else:
+        print(f"{artifact.name}  READY  {artifact.size_bytes} bytes  sha256 {artifact.sha256}")
+    return 0
+
+
+def cmd_evaluate(gateway: Gateway, args) -> int:
+    attacks = [spec for text in args.attack for spec in parse_attack(text, args.eps)]
+    request = evaluation_pb2.CreateEvaluationRequest(
+        model=args.model,
+        dataset=args.dataset,
+        attacks=attacks,
+        clip_min=args.clip_min,
+        clip_max=args.clip_max,
+        max_samples=args.max_samples,
+        display_name=args.name or "",
+    )
+    evaluation = gateway.evaluations.CreateEvaluation(request).evaluation
+    if not args.wait:
+        if args.json:
+            render.print_json(render.to_dict(evaluation))
+        else:
+            print(f"{evaluation.name}  QUEUED  (follow it with `advex watch {evaluation.name}`)")
+        return 0
+    return _finish(gateway, _wait(gateway, evaluation.name, not args.json), args)
+
+
+def cmd_watch(gateway: Gateway, args) -> int:
+    return _finish(gateway, _wait(gateway, args.evaluation, not args.json), args)
+
+
+def cmd_status(gateway: Gateway, args) -> int:
+    evaluation = gateway.evaluations.GetEvaluation(evaluation_pb2.GetEvaluationRequest(name=args.evaluation)).evaluation
+    if args.json:
+        render.print_json(render.to_dict(evaluation))
+    else:
+        print(render.evaluation_line(evaluation))
+    return 0
+
+
+def cmd_list(gateway: Gateway, args) -> int:
+    def pages(call, field, **request):
+        token = ""
+        while True:
+            response = call(page_size=args.page_size, page_token=token, **request)
+            yield from getattr(response, field)
+            token = response.next_page_token
+            if not token or not args.all:
+                return
+
+    if args.what == "artifacts":
+        items = list(
+            pages(lambda **r: gateway.artifacts.ListArtifacts(artifact_pb2.ListArtifactsRequest(**r)), "artifacts")
+        )
+        if args.json:
+            render.print_json([render.to_dict(a) for a in items])
+        for a in [] if args.json else items:
+            kind = artifact_pb2.ArtifactKind.Name(a.kind).removeprefix("ARTIFACT_KIND_").lower()
+            state = artifact_pb2.ArtifactState.Name(a.state).removeprefix("ARTIFACT_STATE_")
+            print(f"{a.name}  {kind:<7}  {state:<14}  {a.size_bytes:>10} B  {a.display_name}")
+        return 0
+    items = list(
+        pages(lambda **r: gateway.evaluations.ListEvaluations(evaluation_pb2.ListEvaluationsRequest(**r)), "evaluations")
+    )
+    if args.json:
+        render.print_json([render.to_dict(e) for e in items])
+    for e in [] if args.json else items:
+        print(render.evaluation_line(e))
+    return 0
+
+
+def cmd_report(gateway: Gateway, args) -> int:
+    report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=args.evaluation)).report
+    import json
+
+    text = json.dumps(render.to_dict(report), indent=2) + "\n" if args.json else render.report_table(report) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_cancel(gateway: Gateway, args) -> int:
+    evaluation = gateway.evaluations.CancelEvaluation(
+        evaluation_pb2.CancelEvaluationRequest(name=args.evaluation)
+    ).evaluation
+    if args.json:
+        render.print_json(render.to_dict(evaluation))
+    else:
+        print(render.evaluation_line(evaluation))
+    return 0
+
+
+def cmd_demo(gateway: Gateway, args) -> int:
+    from advex.cli import digits
+
+    say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
+    say("demo: training (first run only) a small CNN on scikit-learn's bundled digits ...")
+    model_path, data_path = digits.demo_files(Path(args.cache_dir))
+    say(f"demo: model {model_path}, held-out digits {data_path}")
+    model = _upload_quietly(gateway, "model", model_path, not args.json)
+    dataset = _upload_quietly(gateway, "dataset", data_path, not args.json)
+    attacks = [spec for text in ("fgsm", "pgd:norm=inf") for spec in parse_attack(text, DEMO_BUDGETS)]
+    evaluation = gateway.evaluations.CreateEvaluation(
+        evaluation_pb2.CreateEvaluationRequest(
+            model=model.name, dataset=dataset.name, attacks=attacks, clip_min=0.0, clip_max=1.0, display_name="demo"
+        )
+    ).evaluation
+    say(f"demo: {evaluation.name} queued: FGSM and PGD (L-inf) at eps {', '.join(map(str, DEMO_BUDGETS))}")
+    return _finish(gateway, _wait(gateway, evaluation.name, not args.json), args)
+
+
+def _upload_quietly(gateway: Gateway, kind: str, path: Path, show: bool) -> artifact_pb2.Artifact:
+    with render.progress_bar(path.stat().st_size, f"upload {path.name}", "B", show) as bar:
+        return upload(gateway, kind, path, path.name, bar.update)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="advex",
+        description="Evaluate how robust a Keras image classifier is to adversarial attack.",
+    )
+    parser.add_argument("--gateway", help="gateway address (default $ADVEX_GATEWAY_ADDR or 127.0.0.1:50051)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON only, on stdout")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="run the whole mesh in the foreground (Ctrl-C stops)")
+
+    p = sub.add_parser("upload", parents=[common], help="upload a model (.keras) or dataset (.npz)")
+    p.add_argument("kind", choices=["model", "dataset"])
+    p.add_argument("path")
+    p.add_argument("--name", help="display name (default: the file name)")
+    p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser("evaluate", parents=[common], help="evaluate a model on a dataset under attacks")
+    p.add_argument("--model", required=True, help="artifact name of the model (artifacts/<id>)")
+    p.add_argument("--dataset", required=True, help="artifact name of the dataset")
+    p.add_argument(
+        "--attack",
+        action="append",
+        required=True,
+        help="NAME[:key=value,...], e.g. fgsm:eps=0.1 or pgd:eps=0.1,steps=40,norm=inf; "
+        f"attacks: {', '.join(f'{k} ({v})' for k, v in ATTACKS.items())}",
+    )
+    p.add_argument(
+        "--eps", type=float, action="append", default=[], help="budget for attacks given without eps (repeatable)"
+    )
+    p.add_argument("--clip-min", type=float, default=0.0, help="smallest valid input value (default 0)")
+    p.add_argument("--clip-max", type=float, default=1.0, help="largest valid input value (default 1)")
+    p.add_argument("--max-samples", type=int, default=0, help="evaluate only the first N samples")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--wait", action="store_true", help="follow progress and print the report")
+    p.set_defaults(func=cmd_evaluate)
+
+    for name, func, text in (
+        ("watch", cmd_watch, "follow an evaluation to its end, then print its report"),
+        ("status", cmd_status, "show an evaluation's state and progress"),
+        ("cancel", cmd_cancel, "cancel an evaluation"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("evaluation", help="evaluations/<id>")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("list", parents=[common], help="list evaluations (default) or artifacts, newest first")
+    p.add_argument("what", nargs="?", choices=["evaluations", "artifacts"], default="evaluations")
+    p.add_argument("--page-size", type=int, default=50)
+    p.add_argument("--all", action="store_true", help="follow page tokens to the end")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("report", parents=[common], help="print (or --out write) the report of a finished evaluation")
+    p.add_argument("evaluation", help="evaluations/<id>")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", parents=[common], help="train a digits CNN, upload it, evaluate FGSM+PGD, print the table")
+    p.add_argument("--cache-dir", default=os.path.join("var", "demo"), help="where the trained demo model is cached")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        from advex.cli.mesh import up
+
+        return up()
+    try:
+        gateway = Gateway.connect(args.gateway)
+        try:
+            return args.func(gateway, args)
+        finally:
+            gateway.close()
+    except CliError as exc:
+        print(f"advex: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"advex: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from advex.gateway.server import main
+
+main()

@@ -1,0 +1,65 @@
+"""Gateway configuration, read from the environment when the process starts."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from advex.core.settings import EnvReader
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class GatewayConfig:
+    address: str = "127.0.0.1:50051"
+    # SQLAlchemy URL; SQLite for one gateway, PostgreSQL when several share work.
+    database_url: str = "sqlite:///var/gateway.db"
+    storage_target: str = "127.0.0.1:50052"
+    attack_target: str = "127.0.0.1:50053"
+    scoring_target: str = "127.0.0.1:50054"
+    # Evaluations this gateway runs at once.
+    workers: int = 1
+    # A claim on a RUNNING evaluation lapses this long after the last
+    # heartbeat, so another gateway (or this one, restarted) takes it over.
+    lease_seconds: float = 60.0
+    # How often idle workers and watchers look at SQL for work done elsewhere.
+    poll_seconds: float = 1.0
+    instance_id: str = field(default_factory=_default_instance_id)
+    # Runs of one evaluation before a transient failure (a backend service
+    # unreachable or timing out) makes it FAILED.
+    max_attempts: int = 3
+    # Open WatchEvaluation streams; each holds a server thread, so they are
+    # capped to keep threads for every other call (health checks included).
+    max_watchers: int = 100
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.max_attempts < 1 or self.max_watchers < 1:
+            raise ValueError("ADVEX_GATEWAY_WORKERS, ADVEX_MAX_ATTEMPTS and ADVEX_MAX_WATCHERS must be >= 1")
+        if not 0 < self.poll_seconds <= self.lease_seconds / 3:
+            raise ValueError(
+                f"ADVEX_POLL_SECONDS ({self.poll_seconds:g}) must be > 0 and at most a third of "
+                f"ADVEX_LEASE_SECONDS ({self.lease_seconds:g}), so a lease is renewed before it lapses"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "GatewayConfig":
+        defaults = cls()
+        env = EnvReader(environ)
+        return cls(
+            address=env.text("ADVEX_GATEWAY_ADDR", defaults.address),
+            database_url=env.text("ADVEX_DATABASE_URL", defaults.database_url),
+            storage_target=env.text("ADVEX_STORAGE_TARGET", defaults.storage_target),
+            attack_target=env.text("ADVEX_ATTACK_TARGET", defaults.attack_target),
+            scoring_target=env.text("ADVEX_SCORING_TARGET", defaults.scoring_target),
+            workers=env.integer("ADVEX_GATEWAY_WORKERS", defaults.workers, minimum=1),
+            lease_seconds=env.number("ADVEX_LEASE_SECONDS", defaults.lease_seconds),
+            poll_seconds=env.number("ADVEX_POLL_SECONDS", defaults.poll_seconds),
+            instance_id=env.text("ADVEX_INSTANCE_ID", defaults.instance_id),
+            max_attempts=env.integer("ADVEX_MAX_ATTEMPTS", defaults.max_attempts, minimum=1),
+            max_watchers=env.integer("ADVEX_MAX_WATCHERS", defaults.max_watchers, minimum=1),
+        )

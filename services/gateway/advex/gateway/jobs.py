@@ -1,0 +1,377 @@
+"""Evaluations as jobs in SQL: the gateway's only state.
+
+Everything a client can ask about an evaluation (state, progress, error,
+report) is a row here, so `get`, `list` and `watch` answer the same after a
+restart, and several gateways can share one PostgreSQL database. Work is
+claimed with conditional UPDATEs and held by a lease that the running worker
+renews; a lapsed lease (crashed gateway) puts the evaluation back in reach.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from advex.core.errors import FailedPrecondition
+from advex.core.resources import new_id
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+metadata = sa.MetaData()
+
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("display_name", sa.String(200), nullable=False, default=""),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    # JSON list of fully resolved AttackSpecs (every default filled in).
+    sa.Column("attacks", sa.Text, nullable=False),
+    sa.Column("clip_min", sa.Float, nullable=False),
+    sa.Column("clip_max", sa.Float, nullable=False),
+    sa.Column("max_samples", sa.BigInteger, nullable=False),
+    sa.Column("samples", sa.BigInteger, nullable=False),
+    sa.Column("progress_done", sa.BigInteger, nullable=False, default=0),
+    sa.Column("progress_total", sa.BigInteger, nullable=False, default=0),
+    sa.Column("stage", sa.String(200), nullable=False, default=""),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    # Serialized advex.v1.Report of a SUCCEEDED evaluation.
+    sa.Column("report", sa.LargeBinary, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("claimed_by", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # Seconds since the epoch: portable across SQLite and PostgreSQL.
+    sa.Column("create_time", sa.Float, nullable=False),
+    sa.Column("start_time", sa.Float, nullable=True),
+    sa.Column("end_time", sa.Float, nullable=True),
+    sa.Column("update_time", sa.Float, nullable=False),
+)
+
+schema_version = sa.Table(
+    "gateway_schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+)
+
+# Each entry migrates from version i to i+1. Version 1 is the table above as
+# created by create_all; later changes append ALTER statements here.
+MIGRATIONS: list[Sequence[str]] = []
+_MIGRATION_LOCK_KEY = 0x61647665  # "adve": any constant shared by all gateways
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+@dataclass
+class EvaluationRow:
+    id: str
+    display_name: str
+    state: str
+    model: str
+    dataset: str
+    attacks: list[dict]
+    clip_min: float
+    clip_max: float
+    max_samples: int
+    samples: int
+    progress_done: int
+    progress_total: int
+    stage: str
+    error: str
+    report: bytes | None
+    cancel_requested: bool
+    claimed_by: str | None
+    lease_expires_at: float | None
+    attempts: int
+    create_time: float
+    start_time: float | None
+    end_time: float | None
+    update_time: float
+
+    @classmethod
+    def from_mapping(cls, row) -> "EvaluationRow":
+        values = dict(row)
+        values["attacks"] = json.loads(values["attacks"])
+        values["cancel_requested"] = bool(values["cancel_requested"])
+        return cls(**values)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass
+class Heartbeat:
+    """What a worker learns when it reports progress."""
+
+    still_owned: bool
+    cancel_requested: bool
+
+
+@dataclass
+class JobStore:
+    """The evaluations table, plus an in-process signal for every change."""
+
+    database_url: str
+    engine: sa.Engine = field(init=False)
+    changed: threading.Condition = field(default_factory=threading.Condition, init=False)
+
+    def __post_init__(self) -> None:
+        if self.database_url.startswith("sqlite:///") and not self.database_url.startswith("sqlite:///:memory:"):
+            Path(self.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if self.database_url in ("sqlite://", "sqlite:///:memory:"):
+            # One connection for all threads, or each would see its own
+            # empty in-memory database.
+            self.engine = sa.create_engine(
+                self.database_url, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            self.engine = sa.create_engine(self.database_url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            # Workers, watchers and RPC threads write concurrently; wait for
+            # the lock instead of failing with "database is locked".
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        # PostgreSQL serializes starting gateways with an advisory lock;
+        # SQLite has none, so a gateway that lost the race to create the
+        # tables tries again and then finds them.
+        for attempt in range(5):
+            try:
+                return self._migrate_once()
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _migrate_once(self) -> None:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Gateways starting together would race on CREATE TABLE and
+                # on applying migrations; the lock ends with the transaction.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            metadata.create_all(conn)
+            current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+            if current is None:
+                conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+                return
+            if current > SCHEMA_VERSION:
+                raise FailedPrecondition(
+                    f"the database schema is version {current}, newer than this gateway's "
+                    f"{SCHEMA_VERSION}; upgrade the gateway"
+                )
+            for version in range(current, SCHEMA_VERSION):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(sa.text(statement))
+            if current < SCHEMA_VERSION:
+                conn.execute(schema_version.delete())
+                conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Returns on the next local change, or after `timeout` s (changes
+        made by other gateways are only seen by reading SQL again)."""
+        with self.changed:
+            self.changed.wait(timeout)
+
+    # ---- creating and reading -------------------------------------------
+
+    def create(
+        self,
+        *,
+        display_name: str,
+        model: str,
+        dataset: str,
+        attacks: list[dict],
+        clip_min: float,
+        clip_max: float,
+        max_samples: int,
+        samples: int,
+        progress_total: int,
+    ) -> EvaluationRow:
+        now = time.time()
+        values = dict(
+            id=new_id(),
+            display_name=display_name,
+            state=QUEUED,
+            model=model,
+            dataset=dataset,
+            attacks=json.dumps(attacks),
+            clip_min=clip_min,
+            clip_max=clip_max,
+            max_samples=max_samples,
+            samples=samples,
+            progress_done=0,
+            progress_total=progress_total,
+            stage="queued",
+            error="",
+            report=None,
+            cancel_requested=False,
+            claimed_by=None,
+            lease_expires_at=None,
+            attempts=0,
+            create_time=now,
+            start_time=None,
+            end_time=None,
+            update_time=now,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(evaluations.insert().values(**values))
+        self._notify()
+        return self.get(values["id"])
+
+    def get(self, evaluation_id: str) -> EvaluationRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(evaluations).where(evaluations.c.id == evaluation_id)).mappings().first()
+        return EvaluationRow.from_mapping(row) if row else None
+
+    def list(self, limit: int, after_id: str | None) -> list[EvaluationRow]:
+        """Newest first; `after_id` is where the previous page ended."""
+        query = sa.select(evaluations).order_by(evaluations.c.id.desc()).limit(limit)
+        if after_id is not None:
+            query = query.where(evaluations.c.id < after_id)
+        with self.engine.connect() as conn:
+            return [EvaluationRow.from_mapping(r) for r in conn.execute(query).mappings()]
+
+    # ---- the worker's side ----------------------------------------------
+
+    def _claimable(self, now: float):
+        return sa.or_(
+            evaluations.c.state == QUEUED,
+            sa.and_(evaluations.c.state == RUNNING, evaluations.c.lease_expires_at < now),
+        )
+
+    def claim_next(self, worker: str, lease_seconds: float) -> EvaluationRow | None:
+        """Takes the oldest QUEUED (or abandoned RUNNING) evaluation for
+        `worker`. The conditional UPDATE makes exactly one claimant win."""
+        for _ in range(5):
+            now = time.time()
+            with self.engine.begin() as conn:
+                candidate = conn.execute(
+                    sa.select(evaluations.c.id)
+                    .where(self._claimable(now))
+                    .order_by(evaluations.c.id)
+                    .limit(1)
+                ).scalar()
+                if candidate is None:
+                    return None
+                won = conn.execute(
+                    evaluations.update()
+                    .where(evaluations.c.id == candidate, self._claimable(now))
+                    .values(
+                        state=RUNNING,
+                        claimed_by=worker,
+                        lease_expires_at=now + lease_seconds,
+                        start_time=sa.func.coalesce(evaluations.c.start_time, now),
+                        attempts=evaluations.c.attempts + 1,
+                        progress_done=0,
+                        stage="starting",
+                        update_time=now,
+                    )
+                ).rowcount
+            if won == 1:
+                self._notify()
+                return self.get(candidate)
+        return None
+
+    def heartbeat(
+        self, evaluation_id: str, worker: str, lease_seconds: float, done: int, stage: str
+    ) -> Heartbeat:
+        now = time.time()
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                evaluations.update()
+                .where(_held_by(evaluation_id, worker))
+                .values(progress_done=done, stage=stage, lease_expires_at=now + lease_seconds, update_time=now)
+            ).rowcount
+            cancel = conn.execute(
+                sa.select(evaluations.c.cancel_requested).where(evaluations.c.id == evaluation_id)
+            ).scalar()
+        self._notify()
+        return Heartbeat(still_owned=updated == 1, cancel_requested=bool(cancel))
+
+    def finish(
+        self, evaluation_id: str, worker: str, state: str, *, report: bytes | None = None, error: str = ""
+    ) -> bool:
+        """Ends a claimed evaluation; False if the claim was lost meanwhile."""
+        assert state in TERMINAL
+        now = time.time()
+        values = dict(state=state, error=error, end_time=now, update_time=now, claimed_by=None, lease_expires_at=None)
+        if report is not None:
+            values["report"] = report
+            values["stage"] = "done"
+            values["progress_done"] = evaluations.c.progress_total
+        else:
+            values["stage"] = state.lower()
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                evaluations.update()
+                .where(_held_by(evaluation_id, worker))
+                .values(**values)
+            ).rowcount
+        self._notify()
+        return updated == 1
+
+    def release(self, evaluation_id: str, worker: str) -> None:
+        """Hands a running evaluation back (gateway draining): QUEUED again,
+        so the next gateway to start, or another one, runs it."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                evaluations.update()
+                .where(_held_by(evaluation_id, worker))
+                .values(state=QUEUED, claimed_by=None, lease_expires_at=None, stage="queued (resumes)", update_time=now)
+            )
+        self._notify()
+
+    # ---- cancelling -----------------------------------------------------
+
+    def request_cancel(self, evaluation_id: str) -> None:
+        """QUEUED ends CANCELLED at once; RUNNING is flagged for its worker,
+        which stops the attack and records CANCELLED."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                evaluations.update()
+                .where(evaluations.c.id == evaluation_id, evaluations.c.state == QUEUED)
+                .values(state=CANCELLED, cancel_requested=True, end_time=now, update_time=now, stage="cancelled")
+            )
+            conn.execute(
+                evaluations.update()
+                .where(evaluations.c.id == evaluation_id, evaluations.c.state == RUNNING)
+                .values(cancel_requested=True, update_time=now, stage="cancelling")
+            )
+        self._notify()
+
+
+def _held_by(evaluation_id: str, worker: str):
+    """The row is still RUNNING under `worker`'s claim: only then may that
+    worker write to it, so a worker whose lease lapsed cannot clobber the
+    gateway that took over."""
+    return sa.and_(
+        evaluations.c.id == evaluation_id,
+        evaluations.c.claimed_by == worker,
+        evaluations.c.state == RUNNING,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,153 @@
+"""The public endpoint: ArtifactService (forwarded to storage) and
+EvaluationService (jobs in SQL, run by this gateway's workers)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from google.protobuf import timestamp_pb2
+
+from advex.core.attack_specs import spec_from_dict
+from advex.core.serving import Registration, RunningServer, configure_logging, serve_until_signalled, start_server
+from advex.gateway import jobs
+from advex.gateway.config import GatewayConfig
+from advex.gateway.evaluations import COLLECTION, Evaluations
+from advex.gateway.runner import Downstream, EvaluationRunner, WorkerPool
+from advex.v1 import artifact_pb2_grpc, evaluation_pb2, evaluation_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def evaluation_proto(row: jobs.EvaluationRow) -> evaluation_pb2.Evaluation:
+    return evaluation_pb2.Evaluation(
+        name=f"{COLLECTION}/{row.id}",
+        display_name=row.display_name,
+        state=evaluation_pb2.EvaluationState.Value(f"EVALUATION_STATE_{row.state}"),
+        model=row.model,
+        dataset=row.dataset,
+        attacks=[spec_from_dict(spec) for spec in row.attacks],
+        clip_min=row.clip_min,
+        clip_max=row.clip_max,
+        max_samples=row.max_samples,
+        samples=row.samples,
+        progress=evaluation_pb2.Progress(done=row.progress_done, total=row.progress_total, stage=row.stage),
+        error=row.error,
+        create_time=_timestamp(row.create_time),
+        start_time=_timestamp(row.start_time),
+        end_time=_timestamp(row.end_time),
+        update_time=_timestamp(row.update_time),
+    )
+
+
+def _caller_timeout(context) -> float | None:
+    """The caller's remaining deadline, for the forwarded call. Without one,
+    grpc reports about 9e18 s, which overflows into an expired deadline."""
+    remaining = context.time_remaining()
+    return remaining if remaining is not None and remaining < 1e9 else None
+
+
+class ArtifactForwarder(artifact_pb2_grpc.ArtifactServiceServicer):
+    """Artifacts belong to storage; the gateway is where callers reach them
+    (and, later, where tenants are checked)."""
+
+    def __init__(self, storage: artifact_pb2_grpc.ArtifactServiceStub):
+        self.storage = storage
+
+    def CreateUpload(self, request, context):
+        return self.storage.CreateUpload(request, timeout=_caller_timeout(context))
+
+    def CompleteUpload(self, request, context):
+        return self.storage.CompleteUpload(request, timeout=_caller_timeout(context))
+
+    def GetArtifact(self, request, context):
+        return self.storage.GetArtifact(request, timeout=_caller_timeout(context))
+
+    def ListArtifacts(self, request, context):
+        return self.storage.ListArtifacts(request, timeout=_caller_timeout(context))
+
+    def GetDownloadUrl(self, request, context):
+        return self.storage.GetDownloadUrl(request, timeout=_caller_timeout(context))
+
+    def DeleteArtifact(self, request, context):
+        return self.storage.DeleteArtifact(request, timeout=_caller_timeout(context))
+
+
+class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
+    def __init__(self, evaluations: Evaluations):
+        self.evaluations = evaluations
+
+    def CreateEvaluation(self, request, context):
+        row = self.evaluations.create(
+            model=request.model,
+            dataset=request.dataset,
+            attacks=list(request.attacks),
+            clip_min=request.clip_min if request.HasField("clip_min") else 0.0,
+            clip_max=request.clip_max if request.HasField("clip_max") else 1.0,
+            max_samples=request.max_samples,
+            display_name=request.display_name,
+        )
+        return evaluation_pb2.CreateEvaluationResponse(evaluation=evaluation_proto(row))
+
+    def GetEvaluation(self, request, context):
+        return evaluation_pb2.GetEvaluationResponse(evaluation=evaluation_proto(self.evaluations.get(request.name)))
+
+    def ListEvaluations(self, request, context):
+        rows, token = self.evaluations.list(request.page_size, request.page_token)
+        return evaluation_pb2.ListEvaluationsResponse(
+            evaluations=[evaluation_proto(r) for r in rows], next_page_token=token
+        )
+
+    def WatchEvaluation(self, request, context):
+        for row in self.evaluations.watch(request.name, context.is_active):
+            yield evaluation_pb2.WatchEvaluationResponse(evaluation=evaluation_proto(row))
+
+    def CancelEvaluation(self, request, context):
+        return evaluation_pb2.CancelEvaluationResponse(evaluation=evaluation_proto(self.evaluations.cancel(request.name)))
+
+    def GetReport(self, request, context):
+        return evaluation_pb2.GetReportResponse(report=self.evaluations.report(request.name))
+
+
+def create_server(address: str, config: GatewayConfig) -> tuple[RunningServer, int]:
+    store = jobs.JobStore(config.database_url)
+    downstream = Downstream.connect(config)
+    runner = EvaluationRunner(store, downstream, config)
+    evaluations = Evaluations(store, downstream, runner, config.poll_seconds, config.max_watchers)
+    workers = WorkerPool(store, runner, config)
+    running = start_server(
+        address,
+        [
+            Registration(
+                "advex.v1.ArtifactService",
+                lambda s: artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(ArtifactForwarder(downstream.storage), s),
+            ),
+            Registration(
+                "advex.v1.EvaluationService",
+                lambda s: evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server(EvaluationServicer(evaluations), s),
+            ),
+        ],
+        # Watch streams hold a thread each; the rest serve everything else.
+        max_workers=config.max_watchers + 16,
+    )
+    # Stop order on drain: RPCs first (server.stop), then workers hand their
+    # evaluations back, then connections close.
+    running.on_stop.extend([store.close, downstream.close, workers.stop])
+    workers.start()
+    return running, running.port
+
+
+def main() -> None:
+    configure_logging(os.environ.get("ADVEX_LOG_LEVEL", "INFO"))
+    config = GatewayConfig.from_env(os.environ)
+    running, port = create_server(config.address, config)
+    log.info("gateway serving on port %d (database %s)", port, config.database_url.split("@")[-1])
+    serve_until_signalled(running)

@@ -1,0 +1,49 @@
+"""Scoring service configuration, read from environment variables.
+
+Read only when `from_env` is called (by `main()`), never at import time, so
+tests and embedding processes build a `ScoringConfig` directly.
+
+- ADVEX_SCORING_ADDR: address to listen on (default 127.0.0.1:50054).
+- ADVEX_SCORING_MAX_SAMPLES: largest `samples` a header may announce
+  (default 10,000,000). Memory per evaluation is about one byte per sample
+  and attack plus two to four bytes per sample for the labels, so this bounds
+  what one careless or hostile caller can make the service allocate.
+- ADVEX_SCORING_MAX_ATTACKS: most attacks one header may list (default 256);
+  with the samples limit it bounds the per-sample outcome bytes.
+- ADVEX_LOG_LEVEL: DEBUG, INFO (default), WARNING, ERROR.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from advex.core.settings import EnvReader
+
+DEFAULT_ADDRESS = "127.0.0.1:50054"
+DEFAULT_MAX_SAMPLES = 10_000_000
+DEFAULT_MAX_ATTACKS = 256
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    address: str = DEFAULT_ADDRESS
+    max_samples: int = DEFAULT_MAX_SAMPLES
+    max_attacks: int = DEFAULT_MAX_ATTACKS
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ScoringConfig:
+        env = EnvReader(os.environ if environ is None else environ)
+        return cls(
+            address=env.text("ADVEX_SCORING_ADDR", DEFAULT_ADDRESS),
+            max_samples=env.integer("ADVEX_SCORING_MAX_SAMPLES", DEFAULT_MAX_SAMPLES, minimum=1),
+            max_attacks=env.integer("ADVEX_SCORING_MAX_ATTACKS", DEFAULT_MAX_ATTACKS, minimum=1),
+            log_level=env.text("ADVEX_LOG_LEVEL", "INFO"),
+        )
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> ScoringConfig:
+    """Same as `ScoringConfig.from_env`."""
+    return ScoringConfig.from_env(environ)

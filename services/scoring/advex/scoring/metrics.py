@@ -1,0 +1,413 @@
+"""Evasion metrics, accumulated batch by batch from per-sample records.
+
+Pure numpy: no protobuf, no gRPC. `EvasionAccumulator` is fed `RecordBatch`es
+of any attack in any order and `finish()` returns plain dataclasses. Nothing
+holds a whole probability matrix: per attack it keeps running sums and counts,
+one byte per sample (delivered? right after the attack?) for duplicate
+detection and worst-case accuracy, and the perturbation norms of successful
+samples only (medians need them).
+
+Definitions. One attack is one AttackSpec: one attack at one budget (norm,
+eps). Over the N samples, with true label y, clean probabilities p and
+adversarial probabilities q (argmax ties go to the lowest class index):
+
+- clean_accuracy = mean[argmax p = y]. Report-level. Every attack streams its
+  own clean probabilities of the same samples, so the report's clean metrics
+  (clean_accuracy, mean_confidence_clean, mean_true_class_probability_clean)
+  are taken from the first attack of the header; each attack's own clean
+  predictions feed its attack_success_rate. Both agree unless the model is
+  nondeterministic. Labels must agree across attacks (InvalidArgument if not).
+- adversarial_accuracy = mean[argmax q = y].
+- clean_correct_samples = #[argmax p = y];
+  successful_samples = #[argmax p = y and argmax q != y].
+- attack_success_rate = successful_samples / clean_correct_samples; 0 when
+  no sample is clean-correct (clean_correct_samples = 0 tells the reader).
+- mean_confidence_clean = mean max(p); mean_confidence_adversarial = mean
+  max(q); mean_true_class_probability_clean = mean p[y];
+  mean_true_class_probability_adversarial = mean q[y]. All over N samples.
+- perturbation_{linf,l2,l0}_{mean,median}: mean and median of the norms of
+  x' - x over the successful samples only; 0 when there are none
+  (successful_samples = 0 tells the reader). The median of an even count is
+  the mean of the two middle values.
+- robustness_score (per attack) = min(1, adversarial_accuracy /
+  clean_accuracy), with the report-level clean_accuracy; 0 when
+  clean_accuracy = 0. Clipped because an attack can, rarely, fix samples
+  the model got wrong.
+- worst_case, per budget = per (norm, eps) group of attacks: the fraction of
+  samples that are right (argmax q = y) under EVERY attack of the group
+  (AutoAttack-style). `attacks` names the group's attacks in header order,
+  each name once. Sorted by norm ("2" before "inf"), then eps.
+- report robustness_score = mean over budgets of min(1, worst_case accuracy
+  / clean_accuracy); 0 when clean_accuracy = 0.
+- curves: one per (attack name, norm), in header order of first appearance:
+  points (eps, adversarial_accuracy) sorted by eps. When several attacks of
+  the same name and norm share an eps (e.g. PGD with different step counts),
+  the point takes the lowest adversarial accuracy: the strongest evaluated
+  attack at that budget. eps_at_half_clean_accuracy = the smallest
+  evaluated eps whose adversarial accuracy < clean_accuracy / 2 (strictly);
+  None when no evaluated eps gets there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from advex.core.attack_specs import ResolvedAttack
+from advex.core.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+# Report.samples and the per-attack counts are int32 on the wire.
+MAX_SAMPLES = 2**31 - 1
+# Softmax outputs lie in [0, 1]; the slack forgives float16 rounding while
+# still catching logits sent by mistake.
+_PROBABILITY_SLACK = 1e-3
+
+# Per-sample outcome codes, one int8 per sample and attack.
+_UNSEEN, _WRONG, _RIGHT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    """Per-sample results of one attack over samples [first_sample, first_sample + n)."""
+
+    first_sample: int
+    labels: np.ndarray  # integer (n,)
+    clean_probabilities: np.ndarray  # float (n, classes)
+    adversarial_probabilities: np.ndarray  # float (n, classes)
+    perturbation_linf: np.ndarray  # (n,)
+    perturbation_l2: np.ndarray  # (n,)
+    perturbation_l0: np.ndarray  # (n,)
+
+
+@dataclass(frozen=True)
+class AttackMetrics:
+    spec: ResolvedAttack
+    samples: int
+    clean_correct_samples: int
+    adversarial_correct_samples: int
+    successful_samples: int
+    # This attack's own clean accuracy; the report's is the first attack's.
+    clean_accuracy: float
+    adversarial_accuracy: float
+    attack_success_rate: float
+    mean_confidence_clean: float
+    mean_confidence_adversarial: float
+    mean_true_class_probability_clean: float
+    mean_true_class_probability_adversarial: float
+    robustness_score: float
+    perturbation_linf_mean: float
+    perturbation_linf_median: float
+    perturbation_l2_mean: float
+    perturbation_l2_median: float
+    perturbation_l0_mean: float
+    perturbation_l0_median: float
+
+
+@dataclass(frozen=True)
+class WorstCaseMetrics:
+    norm: str
+    eps: float
+    accuracy: float
+    attacks: tuple[str, ...]
+    # min(1, accuracy / clean_accuracy); the report score is their mean.
+    robustness_score: float
+
+
+@dataclass(frozen=True)
+class CurveMetrics:
+    attack: str
+    norm: str
+    points: tuple[tuple[float, float], ...]  # (eps, adversarial_accuracy), eps ascending
+    eps_at_half_clean_accuracy: float | None
+
+
+@dataclass(frozen=True)
+class EvasionMetrics:
+    samples: int
+    num_classes: int
+    clean_accuracy: float
+    mean_confidence_clean: float
+    mean_true_class_probability_clean: float
+    attacks: tuple[AttackMetrics, ...]  # header order
+    worst_case: tuple[WorstCaseMetrics, ...]  # by norm, then eps
+    robustness_score: float
+    curves: tuple[CurveMetrics, ...]
+
+
+class _AttackState:
+    """Running sums for one attack."""
+
+    def __init__(self, index: int, spec: ResolvedAttack, samples: int) -> None:
+        self.index = index
+        self.spec = spec
+        self.outcome = np.zeros(samples, dtype=np.int8)
+        self.received = 0
+        self.clean_correct = 0
+        self.adversarial_correct = 0
+        self.successful = 0
+        self.confidence_clean = 0.0
+        self.confidence_adversarial = 0.0
+        self.true_class_clean = 0.0
+        self.true_class_adversarial = 0.0
+        # Norms of successful samples only, one array per batch.
+        self.norms: dict[str, list[np.ndarray]] = {"linf": [], "l2": [], "l0": []}
+
+    @property
+    def name(self) -> str:
+        return f"attack {self.index} ({self.spec.label})"
+
+
+class EvasionAccumulator:
+    """Accumulates the records of every attack of one evaluation.
+
+    `specs` are the header's attacks, already resolved; `add` takes batches
+    in any order; `finish` checks every attack covered every sample once.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[ResolvedAttack],
+        samples: int,
+        num_classes: int,
+        max_samples: int = MAX_SAMPLES,
+        max_attacks: int | None = None,
+    ) -> None:
+        if not specs:
+            raise InvalidArgument("the header lists no attacks; give at least one AttackSpec")
+        if max_attacks is not None and len(specs) > max_attacks:
+            raise InvalidArgument(
+                f"the header lists {len(specs)} attacks, at most {max_attacks} fit one request; "
+                f"split the evaluation into several requests"
+            )
+        limit = min(max_samples, MAX_SAMPLES)
+        if not 1 <= samples <= limit:
+            raise InvalidArgument(f"the header's samples must be between 1 and {limit:,}, got {samples:,}")
+        if num_classes < 2:
+            raise InvalidArgument(f"the header's num_classes must be at least 2, got {num_classes}")
+        for j, spec in enumerate(specs):
+            for i in range(j):
+                if specs[i] == spec:
+                    raise InvalidArgument(
+                        f"attack {j} ({spec.label}) repeats attack {i}; list each attack once"
+                    )
+        self.samples = int(samples)
+        self.num_classes = int(num_classes)
+        self._attacks = [_AttackState(i, spec, self.samples) for i, spec in enumerate(specs)]
+        # Labels as first delivered by any attack; -1 = not yet seen. The
+        # smallest type that holds every class keeps this at 1-4 bytes a sample.
+        label_type = np.int8 if num_classes <= 127 else np.int16 if num_classes <= 32767 else np.int32
+        self._labels = np.full(self.samples, -1, dtype=label_type)
+
+    def add(self, attack_index: int, batch: RecordBatch) -> None:
+        """Adds one batch; validates it completely before changing any state."""
+        if not 0 <= attack_index < len(self._attacks):
+            raise InvalidArgument(
+                f"attack_index {attack_index} is out of range: the header lists "
+                f"{len(self._attacks)} attack(s), indices 0..{len(self._attacks) - 1}"
+            )
+        state = self._attacks[attack_index]
+        labels, p, q, norms = self._checked(state, batch)
+        n = len(labels)
+        if n == 0:
+            return
+        lo, hi = batch.first_sample, batch.first_sample + n
+
+        seen = np.flatnonzero(state.outcome[lo:hi] != _UNSEEN)
+        if seen.size:
+            raise InvalidArgument(
+                f"{state.name}: sample {lo + int(seen[0])} was delivered twice; "
+                f"send each sample once per attack"
+            )
+        known = self._labels[lo:hi]
+        clash = np.flatnonzero((known >= 0) & (known != labels))
+        if clash.size:
+            k = int(clash[0])
+            raise InvalidArgument(
+                f"{state.name}: sample {lo + k} has label {int(labels[k])}, but another attack "
+                f"delivered label {int(known[k])} for it; every attack must score the same "
+                f"samples with the same labels"
+            )
+
+        rows = np.arange(n)
+        clean_pred = p.argmax(axis=1)
+        adv_pred = q.argmax(axis=1)
+        clean_right = clean_pred == labels
+        adv_right = adv_pred == labels
+        success = clean_right & ~adv_right
+
+        self._labels[lo:hi] = labels
+        state.outcome[lo:hi] = np.where(adv_right, _RIGHT, _WRONG)
+        state.received += n
+        state.clean_correct += int(clean_right.sum())
+        state.adversarial_correct += int(adv_right.sum())
+        state.successful += int(success.sum())
+        # float64 sums: float32 would drift over millions of samples.
+        state.confidence_clean += float(p[rows, clean_pred].sum(dtype=np.float64))
+        state.confidence_adversarial += float(q[rows, adv_pred].sum(dtype=np.float64))
+        state.true_class_clean += float(p[rows, labels].sum(dtype=np.float64))
+        state.true_class_adversarial += float(q[rows, labels].sum(dtype=np.float64))
+        if success.any():
+            for key, values in norms.items():
+                state.norms[key].append(values[success])
+
+    def _checked(self, state: _AttackState, batch: RecordBatch):
+        """The batch's arrays, checked for shape, type and range."""
+        where = state.name
+        labels = np.asarray(batch.labels)
+        n = labels.shape[0] if labels.ndim == 1 else -1
+        if n < 0:
+            raise InvalidArgument(f"{where}: labels must have shape (n,), got {labels.shape}")
+        if labels.dtype.kind not in "iu":
+            raise InvalidArgument(f"{where}: labels must be integers (int64), got {labels.dtype}")
+
+        probabilities = []
+        for field in ("clean_probabilities", "adversarial_probabilities"):
+            values = np.asarray(getattr(batch, field))
+            if values.ndim != 2 or values.shape[0] != n:
+                raise InvalidArgument(
+                    f"{where}: {field} must have shape ({n}, {self.num_classes}) to match "
+                    f"{n} labels, got {values.shape}"
+                )
+            if values.shape[1] != self.num_classes:
+                raise InvalidArgument(
+                    f"{where}: {field} has {values.shape[1]} columns but the header says "
+                    f"num_classes = {self.num_classes}"
+                )
+            if values.dtype.kind != "f":
+                raise InvalidArgument(f"{where}: {field} must be floats (float32), got {values.dtype}")
+            if n and not (
+                np.isfinite(values).all()
+                and values.min() >= -_PROBABILITY_SLACK
+                and values.max() <= 1 + _PROBABILITY_SLACK
+            ):
+                raise InvalidArgument(
+                    f"{where}: {field} must be softmax probabilities (finite, in 0..1); "
+                    f"apply softmax to logits before sending"
+                )
+            probabilities.append(values)
+
+        norms = {}
+        for key in ("linf", "l2", "l0"):
+            field = f"perturbation_{key}"
+            values = np.asarray(getattr(batch, field))
+            if values.shape != (n,):
+                raise InvalidArgument(
+                    f"{where}: {field} must have shape ({n},) to match {n} labels, got {values.shape}"
+                )
+            if values.dtype.kind not in "fiu":
+                raise InvalidArgument(f"{where}: {field} must be numbers (float32), got {values.dtype}")
+            if n and not (np.isfinite(values).all() and values.min() >= 0):
+                raise InvalidArgument(f"{where}: {field} must be finite and >= 0")
+            norms[key] = values.astype(np.float32, copy=False)
+
+        first = int(batch.first_sample)
+        if first < 0 or first + n > self.samples:
+            raise InvalidArgument(
+                f"{where}: records for samples {first}..{first + n - 1} fall outside the header's "
+                f"{self.samples} samples (0..{self.samples - 1})"
+            )
+        if n and (labels.min() < 0 or labels.max() >= self.num_classes):
+            bad = labels[(labels < 0) | (labels >= self.num_classes)][0]
+            raise InvalidArgument(
+                f"{where}: label {int(bad)} is outside 0..{self.num_classes - 1} "
+                f"(num_classes = {self.num_classes})"
+            )
+        return labels.astype(np.int64, copy=False), probabilities[0], probabilities[1], norms
+
+    def finish(self) -> EvasionMetrics:
+        """The metrics; InvalidArgument if any attack is missing samples."""
+        for state in self._attacks:
+            if state.received != self.samples:
+                missing = np.flatnonzero(state.outcome == _UNSEEN)
+                start = int(missing[0])
+                end = start + int(np.argmax(np.diff(missing, append=missing[-1] + 2) != 1))
+                raise InvalidArgument(
+                    f"{state.name} has {state.received} of {self.samples} samples; "
+                    f"samples {start}..{end} (and maybe more) never arrived"
+                )
+
+        first = self._attacks[0]
+        n = self.samples
+        clean_accuracy = first.clean_correct / n
+        if any(s.clean_correct != first.clean_correct for s in self._attacks):
+            log.warning(
+                "attacks disagree on clean accuracy (%s): is the model nondeterministic?",
+                ", ".join(str(s.clean_correct) for s in self._attacks),
+            )
+
+        attacks = tuple(self._attack_metrics(s, clean_accuracy) for s in self._attacks)
+        worst_case = self._worst_case(clean_accuracy)
+        robustness = float(np.mean([w.robustness_score for w in worst_case]))
+        return EvasionMetrics(
+            samples=n,
+            num_classes=self.num_classes,
+            clean_accuracy=clean_accuracy,
+            mean_confidence_clean=first.confidence_clean / n,
+            mean_true_class_probability_clean=first.true_class_clean / n,
+            attacks=attacks,
+            worst_case=worst_case,
+            robustness_score=robustness,
+            curves=_curves(attacks, clean_accuracy),
+        )
+
+    def _attack_metrics(self, state: _AttackState, clean_accuracy: float) -> AttackMetrics:
+        n = self.samples
+        adversarial_accuracy = state.adversarial_correct / n
+        norm_stats = {}
+        for key, parts in state.norms.items():
+            values = np.concatenate(parts).astype(np.float64) if parts else None
+            norm_stats[f"perturbation_{key}_mean"] = float(values.mean()) if values is not None else 0.0
+            norm_stats[f"perturbation_{key}_median"] = float(np.median(values)) if values is not None else 0.0
+        return AttackMetrics(
+            spec=state.spec,
+            samples=n,
+            clean_correct_samples=state.clean_correct,
+            adversarial_correct_samples=state.adversarial_correct,
+            successful_samples=state.successful,
+            clean_accuracy=state.clean_correct / n,
+            adversarial_accuracy=adversarial_accuracy,
+            attack_success_rate=state.successful / state.clean_correct if state.clean_correct else 0.0,
+            mean_confidence_clean=state.confidence_clean / n,
+            mean_confidence_adversarial=state.confidence_adversarial / n,
+            mean_true_class_probability_clean=state.true_class_clean / n,
+            mean_true_class_probability_adversarial=state.true_class_adversarial / n,
+            robustness_score=_score(adversarial_accuracy, clean_accuracy),
+            **norm_stats,
+        )
+
+    def _worst_case(self, clean_accuracy: float) -> tuple[WorstCaseMetrics, ...]:
+        groups: dict[tuple[str, float], list[_AttackState]] = {}
+        for state in self._attacks:
+            groups.setdefault((state.spec.norm, state.spec.eps), []).append(state)
+        result = []
+        for (norm, eps), members in sorted(groups.items()):
+            right = np.ones(self.samples, dtype=bool)
+            for state in members:
+                right &= state.outcome == _RIGHT
+            accuracy = int(right.sum()) / self.samples
+            names = tuple(dict.fromkeys(s.spec.attack for s in members))
+            result.append(WorstCaseMetrics(norm, eps, accuracy, names, _score(accuracy, clean_accuracy)))
+        return tuple(result)
+
+
+def _score(accuracy: float, clean_accuracy: float) -> float:
+    return min(1.0, accuracy / clean_accuracy) if clean_accuracy > 0 else 0.0
+
+
+def _curves(attacks: Sequence[AttackMetrics], clean_accuracy: float) -> tuple[CurveMetrics, ...]:
+    by_curve: dict[tuple[str, str], dict[float, float]] = {}
+    for a in attacks:
+        points = by_curve.setdefault((a.spec.attack, a.spec.norm), {})
+        eps = a.spec.eps
+        points[eps] = min(points.get(eps, 1.0), a.adversarial_accuracy)
+    curves = []
+    for (attack, norm), points in by_curve.items():
+        ordered = tuple(sorted(points.items()))
+        half = next((eps for eps, acc in ordered if acc < clean_accuracy / 2), None)
+        curves.append(CurveMetrics(attack, norm, ordered, half))
+    return tuple(curves)

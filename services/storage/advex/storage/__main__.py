@@ -1,0 +1,3 @@
+from advex.storage.server import main
+
+main()

@@ -1,0 +1,96 @@
+"""Fixtures for the attack service tests: objects published on the moto S3
+server behind presigned GET URLs, and small hand-made Keras models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+
+from advex.cli.client import file_digest
+from advex.v1 import attack_service_pb2
+
+from loopback_s3 import S3_CREDENTIALS
+
+
+@pytest.fixture
+def publish(s3_endpoint, s3_bucket):
+    """publish(path, sha256=None, size=None) -> ObjectLocation with a presigned GET URL.
+
+    sha256/size override what is declared, to test mismatches."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        **S3_CREDENTIALS,
+        config=botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+    def publish(path: Path, sha256: str | None = None, size: int | None = None) -> attack_service_pb2.ObjectLocation:
+        path = Path(path)
+        key = f"objects/{file_digest(path)[1]}/{path.name}"
+        s3.upload_file(str(path), s3_bucket, key)
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": s3_bucket, "Key": key}, ExpiresIn=600)
+        return attack_service_pb2.ObjectLocation(
+            url=url,
+            sha256=sha256 or file_digest(path)[1],
+            size_bytes=size if size is not None else path.stat().st_size,
+        )
+
+    return publish
+
+
+@pytest.fixture(scope="session")
+def lambda_model_file(tmp_path_factory):
+    """(model.keras with a Lambda layer, marker path the Lambda would create if run).
+
+    A real lambda, so Keras saves its bytecode (a named function would be
+    saved by reference and could never run on load). A positive control loads
+    it UNSAFELY in a subprocess and sees the marker appear: the defences, not
+    the file, are what keep it from running in the tests that use it.
+    """
+    import keras
+
+    folder = tmp_path_factory.mktemp("lambda")
+    marker = folder / "lambda-ran"
+    inputs = keras.Input(shape=(8, 8, 1))
+    # The path is a constant in the lambda's code (Keras cannot reload a
+    # lambda's default arguments, and the control must really run it).
+    touch = keras.layers.Lambda(eval(f"lambda t: (open({str(marker)!r}, 'w').close(), t)[1]"))  # noqa: S307
+    model = keras.Model(inputs, keras.layers.Dense(10)(touch(keras.layers.Flatten()(inputs))))
+    path = folder / "lambda.keras"
+    model.save(path)
+    config = zipfile.ZipFile(path).read("config.json").decode()
+    assert '"__lambda__"' in config and "touch_marker" not in config
+    # Building the model above ran the lambda once; only a load may not.
+    marker.unlink()
+
+    unsafe_load = "import sys, keras; keras.saving.load_model(sys.argv[1], safe_mode=False, compile=False)"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    subprocess.run(
+        [sys.executable, "-c", unsafe_load, str(path)], check=True, env=env, capture_output=True, timeout=120
+    )
+    assert marker.exists(), "control: an unsafe load of the fixture must run its lambda"
+    marker.unlink()
+    return path, marker
+
+
+@pytest.fixture
+def small_model(tmp_path):
+    """small_model(name, head) -> path of an untrained 8x8x1 classifier:
+    Flatten, Dense(10), then the `head` layers."""
+    import keras
+
+    def build(name: str, head: list) -> Path:
+        keras.utils.set_random_seed(1)
+        layers = [keras.Input(shape=(8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10), *head]
+        path = tmp_path / f"{name}.keras"
+        keras.Sequential(layers).save(path)
+        return path
+
+    return build

@@ -1,0 +1,130 @@
+"""The attack engine against CleverHans called directly, on the digits CNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advex.attack import datasets, engine, models
+from advex.core import attack_specs
+from advex.core.errors import Cancelled
+from advex.v1 import evasion_pb2
+
+N = 64
+
+
+@pytest.fixture(scope="module")
+def model(digits_files):
+    return models.load_model(digits_files[0])
+
+
+@pytest.fixture(scope="module")
+def dataset(digits_split):
+    return datasets.from_arrays(digits_split.x_test[:N], digits_split.y_test[:N])
+
+
+def spec(**fields):
+    return attack_specs.resolve(evasion_pb2.AttackSpec(**fields))
+
+
+def run(model, dataset, attack, seed=0, batch_size=32, want_images=True, should_stop=lambda: False, **kw):
+    """(batches, every per-sample field concatenated over the batches)."""
+    batches = list(
+        engine.run_evasion(
+            model, dataset, attack, 0.0, 1.0, 0, dataset.samples, batch_size, seed, want_images, should_stop, **kw
+        )
+    )
+    return batches, {
+        name: np.concatenate([getattr(b, name) for b in batches])
+        for name in ("labels", "clean_probs", "adv_probs", "linf", "l2", "l0", "adversarial")
+        if getattr(batches[0], name) is not None
+    }
+
+
+@pytest.mark.parametrize("norm, eps", [("inf", 0.1), ("2", 1.0)])
+def test_fgsm_equals_cleverhans(model, dataset, norm, eps):
+    import tensorflow as tf
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+    _, out = run(model, dataset, spec(attack="fgsm", norm=norm, eps=eps))
+    x, y = dataset.batch(0, 32)
+    direct = fast_gradient_method(
+        model.logits_fn, tf.constant(x), eps, np.inf if norm == "inf" else 2,
+        clip_min=0.0, clip_max=1.0, y=tf.constant(y), targeted=False,
+    ).numpy()
+    assert np.array_equal(out["adversarial"][:32], direct)
+    assert not np.array_equal(direct, x)
+
+
+def test_pgd_without_random_start_equals_cleverhans(model, dataset):
+    import tensorflow as tf
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    attack = spec(attack="pgd", eps=0.2, steps=5, random_init=False)
+    _, out = run(model, dataset, attack, batch_size=N)
+    direct = projected_gradient_descent(
+        model.logits_fn, tf.constant(dataset.x), 0.2, attack.step_size, 5, np.inf,
+        clip_min=0.0, clip_max=1.0, y=tf.constant(dataset.y), targeted=False, rand_init=False,
+    ).numpy()
+    assert np.array_equal(out["adversarial"], direct)
+
+
+def test_pgd_breaks_the_model_within_budget_and_reproduces(model, dataset):
+    attack = spec(attack="pgd", eps=0.3, steps=20)
+    passes = []
+    batches, out = run(model, dataset, attack, seed=7, on_passes=passes.append)
+    y = dataset.y
+    clean = float(np.mean(out["clean_probs"].argmax(1) == y))
+    adversarial = float(np.mean(out["adv_probs"].argmax(1) == y))
+    assert clean >= 0.85 and adversarial <= clean - 0.5, (clean, adversarial)
+    assert sum(passes) == 20 * len(batches) == 40
+    delta = out["adversarial"] - dataset.x
+    assert np.abs(delta).max() <= 0.3 + 1e-6 and out["linf"].max() <= 0.3 + 1e-6
+    assert out["adversarial"].min() >= 0.0 and out["adversarial"].max() <= 1.0
+    np.testing.assert_allclose(out["linf"], np.abs(delta).reshape(N, -1).max(1), rtol=1e-6)
+    np.testing.assert_allclose(out["l2"], np.sqrt((delta.astype(np.float64) ** 2).reshape(N, -1).sum(1)), rtol=1e-5)
+    # Probabilities reported are the model's own softmax output.
+    np.testing.assert_allclose(out["clean_probs"], model.keras_model(dataset.x, training=False), atol=1e-5)
+
+    _, again = run(model, dataset, attack, seed=7)
+    assert np.array_equal(again["adversarial"], out["adversarial"])
+    _, other = run(model, dataset, attack, seed=8)
+    assert not np.array_equal(other["adversarial"], out["adversarial"])
+
+
+def test_random_start_depends_on_sample_not_batching():
+    whole = engine.random_start((6, 8, 8, 1), "inf", 0.3, seed=5, first_sample=10)
+    part = engine.random_start((2, 8, 8, 1), "inf", 0.3, seed=5, first_sample=13)
+    assert np.array_equal(whole[3:5], part) and np.abs(whole).max() <= 0.3
+    l2 = engine.random_start((50, 8, 8, 1), "2", 1.5, seed=1, first_sample=0)
+    norms = np.sqrt((l2.astype(np.float64) ** 2).reshape(50, -1).sum(1))
+    assert norms.max() <= 1.5 + 1e-5 and norms.min() > 0.5  # uniform in a 64-d ball: mostly near the surface
+
+
+def test_zero_budget_changes_nothing(model, dataset):
+    _, out = run(model, dataset, spec(attack="pgd", eps=0.0, steps=3))
+    assert np.array_equal(out["adversarial"], dataset.x)
+    assert not out["linf"].any() and not out["l0"].any()
+    np.testing.assert_array_equal(out["clean_probs"], out["adv_probs"])
+
+
+def test_l2_pgd_stays_in_the_l2_ball(model, dataset):
+    _, out = run(model, dataset, spec(attack="pgd", norm="2", eps=1.0, steps=5), want_images=False)
+    assert out["l2"].max() <= 1.0 + 1e-5 and out["l0"].max() > 0
+
+
+def test_should_stop_cancels_between_steps(model, dataset):
+    passes = []
+    with pytest.raises(Cancelled, match="cancelled"):
+        run(model, dataset, spec(attack="pgd", eps=0.1, steps=50), should_stop=lambda: len(passes) >= 3,
+            on_passes=passes.append)
+    assert len(passes) == 3
+
+
+def test_perturbation_norms_tolerance():
+    x = np.zeros((2, 4), dtype=np.float32)
+    adv = np.array([[0.0, 1e-8, -0.5, 0.25], [0, 0, 0, 0]], dtype=np.float32)
+    linf, l2, l0 = engine.perturbation_norms(adv, x, 0.0, 1.0)
+    np.testing.assert_allclose(linf, [0.5, 0.0])
+    np.testing.assert_allclose(l2, [np.hypot(0.5, 0.25), 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(l0, [2, 0])  # 1e-8 is round-off, not a change

@@ -1,0 +1,97 @@
+"""Fixtures shared by every test: a real S3 endpoint on loopback (moto's
+server), the small digits model and dataset as files, SQL URLs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import boto3
+import numpy as np
+import pytest
+from moto.server import ThreadedMotoServer
+
+from advex.cli import digits
+
+from loopback_s3 import S3_CREDENTIALS
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """http://127.0.0.1:<port> of a moto S3 server for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request):
+    """A fresh, empty bucket per test, so tests cannot see each other's objects."""
+    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + f"-{os.getpid()}"
+    name = "".join(c for c in name if c.isalnum() or c == "-")[:60]
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, **S3_CREDENTIALS)
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def digits_split():
+    return digits.load_digits_split()
+
+
+@pytest.fixture(scope="session")
+def digits_files(tmp_path_factory):
+    """(model_path, dataset_path): the demo CNN (softmax output), quickly trained."""
+    return digits.demo_files(tmp_path_factory.mktemp("digits"), epochs=8)
+
+
+@pytest.fixture(scope="session")
+def digits_logits_model_file(tmp_path_factory, digits_split):
+    """The same CNN ending in logits (no softmax), as a .keras file."""
+    model = digits.train_digits_cnn(digits_split, epochs=4, logits=True)
+    path = tmp_path_factory.mktemp("digits_logits") / "logits.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture
+def small_digits_dataset(tmp_path, digits_split):
+    """The first 64 test digits as an npz, for fast runs."""
+    return digits.save_dataset(tmp_path / "small.npz", digits_split.x_test[:64], digits_split.y_test[:64])
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("ADVEX_TEST_POSTGRES_URL") or None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A fresh SQL database: a SQLite file, and PostgreSQL when
+    ADVEX_TEST_POSTGRES_URL is set (CI sets it; there it must connect)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    url = postgres_url()
+    if url is None:
+        pytest.skip("ADVEX_TEST_POSTGRES_URL is not set: the PostgreSQL variant of this test did NOT run")
+    import sqlalchemy
+
+    # A schema per test keeps runs independent on one shared database.
+    schema = f"t{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in url else "?"
+    yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

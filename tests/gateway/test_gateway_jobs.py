@@ -1,0 +1,201 @@
+"""The gateway's job store, on SQLite and (when ADVEX_TEST_POSTGRES_URL is
+set, as in CI) on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from advex.core.errors import FailedPrecondition
+from advex.gateway import jobs
+
+
+def _create(store: jobs.JobStore, name: str = "e") -> jobs.EvaluationRow:
+    return store.create(
+        display_name=name,
+        model="artifacts/m",
+        dataset="artifacts/d",
+        attacks=[{"attack": "fgsm", "norm": "inf", "eps": 0.1}],
+        clip_min=0.0,
+        clip_max=1.0,
+        max_samples=0,
+        samples=10,
+        progress_total=10,
+    )
+
+
+def test_rows_survive_a_new_store_on_the_same_database(database_url):
+    first = jobs.JobStore(database_url)
+    row = _create(first, "kept")
+    claimed = first.claim_next("w1", lease_seconds=60)
+    assert claimed.id == row.id and claimed.state == jobs.RUNNING
+    assert first.finish(row.id, "w1", jobs.SUCCEEDED, report=b"report-bytes")
+    first.close()
+
+    second = jobs.JobStore(database_url)  # a restarted gateway: schema kept, not recreated
+    again = second.get(row.id)
+    assert again.state == jobs.SUCCEEDED
+    assert again.report == b"report-bytes"
+    assert again.progress_done == again.progress_total == 10
+    assert again.attacks == [{"attack": "fgsm", "norm": "inf", "eps": 0.1}]
+    assert [r.id for r in second.list(10, None)] == [row.id]
+    second.close()
+
+
+def test_list_pages_newest_first(database_url):
+    store = jobs.JobStore(database_url)
+    ids = [_create(store, f"e{i}").id for i in range(5)]
+    page1 = store.list(2, None)
+    page2 = store.list(2, page1[-1].id)
+    page3 = store.list(2, page2[-1].id)
+    assert [r.id for r in page1 + page2 + page3] == list(reversed(ids))
+    store.close()
+
+
+def test_each_evaluation_is_claimed_by_exactly_one_worker(database_url):
+    store = jobs.JobStore(database_url)
+    created = {_create(store, f"e{i}").id for i in range(8)}
+    claims: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def worker(name: str) -> None:
+        start.wait()
+        while (row := store.claim_next(name, lease_seconds=60)) is not None:
+            with lock:
+                claims.setdefault(row.id, []).append(name)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(claims) == created
+    assert all(len(owners) == 1 for owners in claims.values()), claims
+    store.close()
+
+
+def test_cancel_queued_ends_at_once_and_running_is_flagged(database_url):
+    store = jobs.JobStore(database_url)
+    queued = _create(store, "queued")
+    running = _create(store, "running")
+    # Oldest first: claim `queued` first, then cancel, to get one of each.
+    first = store.claim_next("w", 60)
+    assert first.id == queued.id
+    store.request_cancel(running.id)  # still QUEUED -> CANCELLED now
+    assert store.get(running.id).state == jobs.CANCELLED
+    store.request_cancel(queued.id)  # RUNNING -> flagged for its worker
+    assert store.get(queued.id).state == jobs.RUNNING
+    beat = store.heartbeat(queued.id, "w", 60, done=3, stage="fgsm")
+    assert beat.cancel_requested and beat.still_owned
+    assert store.finish(queued.id, "w", jobs.CANCELLED, error="cancelled by request")
+    assert store.get(queued.id).state == jobs.CANCELLED
+    assert store.claim_next("w", 60) is None
+    store.close()
+
+
+def test_lapsed_lease_is_taken_over_and_the_old_worker_loses(database_url):
+    store = jobs.JobStore(database_url)
+    row = _create(store)
+    # A lease that has already lapsed stands for a gateway that crashed.
+    assert store.claim_next("crashed", lease_seconds=-1).id == row.id
+    taken = store.claim_next("successor", lease_seconds=60)
+    assert taken.id == row.id and taken.claimed_by == "successor" and taken.attempts == 2
+    assert not store.heartbeat(row.id, "crashed", 60, 1, "x").still_owned
+    assert not store.finish(row.id, "crashed", jobs.SUCCEEDED, report=b"late")
+    assert store.finish(row.id, "successor", jobs.FAILED, error="boom")
+    assert store.get(row.id).state == jobs.FAILED
+    store.close()
+
+
+def test_released_evaluation_is_queued_for_resumption(database_url):
+    store = jobs.JobStore(database_url)
+    row = _create(store)
+    store.claim_next("draining", 60)
+    store.release(row.id, "draining")
+    again = store.get(row.id)
+    assert again.state == jobs.QUEUED and again.claimed_by is None
+    assert store.claim_next("next", 60).id == row.id
+    store.close()
+
+
+def test_a_newer_schema_is_refused(database_url):
+    store = jobs.JobStore(database_url)
+    with store.engine.begin() as conn:
+        conn.execute(jobs.schema_version.update().values(version=jobs.SCHEMA_VERSION + 1))
+    store.close()
+    with pytest.raises(FailedPrecondition, match="newer than this gateway"):
+        jobs.JobStore(database_url)
+
+
+def test_postgres_is_reachable_when_configured():
+    """CI sets ADVEX_TEST_POSTGRES_URL; there, an unreachable server must fail
+    the run instead of silently skipping the PostgreSQL variants."""
+    import os
+
+    url = os.environ.get("ADVEX_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("ADVEX_TEST_POSTGRES_URL is not set: PostgreSQL variants did NOT run")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select 1")).scalar() == 1
+    engine.dispose()
+
+
+def test_gateways_starting_together_on_a_fresh_database_all_come_up(database_url):
+    errors, stores = [], []
+    start = threading.Barrier(3)
+
+    def open_store():
+        start.wait()
+        try:
+            stores.append(jobs.JobStore(database_url))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(jobs.schema_version)).scalar() == 1
+    for store in stores:
+        store.close()
+
+
+def test_in_memory_sqlite_is_one_database_for_every_thread():
+    store = jobs.JobStore("sqlite:///:memory:")
+    row = _create(store)
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(store.get(row.id)))
+    thread.start()
+    thread.join()
+    assert seen[0].id == row.id
+    store.close()
+
+
+def test_listing_pages_stay_small_however_many_attacks_evaluations_carry(tmp_path):
+    from advex.gateway.evaluations import MAX_LISTED_ATTACKS, Evaluations
+
+    store = jobs.JobStore(f"sqlite:///{tmp_path / 'g.db'}")
+    many = [{"attack": "pgd", "norm": "inf", "eps": i / 1000, "steps": 40} for i in range(256)]
+    for i in range(100):
+        store.create(
+            display_name=f"e{i}", model="artifacts/m", dataset="artifacts/d", attacks=many, clip_min=0.0,
+            clip_max=1.0, max_samples=0, samples=10, progress_total=10,
+        )
+    evaluations = Evaluations(store, downstream=None, runner=None, poll_seconds=1, max_watchers=1)
+    seen, token, pages = [], "", 0
+    while True:
+        rows, token = evaluations.list(1000, token)
+        pages += 1
+        assert sum(len(r.attacks) for r in rows) <= MAX_LISTED_ATTACKS
+        seen += [r.id for r in rows]
+        if not token:
+            break
+    assert pages == 2 and len(seen) == len(set(seen)) == 100
+    store.close()

@@ -1,0 +1,74 @@
+"""The advex command against the running mesh: every --json output is JSON
+alone on stdout, and the demo runs end to end."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+from advex.cli.main import main as advex_main
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = advex_main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_demo_trains_uploads_evaluates_and_prints_the_table(mesh, tmp_path):
+    code, out, err = run_cli("--gateway", mesh.gateway_address, "demo", "--cache-dir", str(tmp_path / "demo"))
+    assert code == 0, err
+    for needle in ("clean accuracy", "fgsm    inf   0.05", "pgd     inf   0.3", "worst case", "robustness score"):
+        assert needle in out, needle
+    # Cached: a second demo trains nothing and reports the same clean accuracy.
+    code, again, _ = run_cli("--gateway", mesh.gateway_address, "demo", "--json", "--cache-dir", str(tmp_path / "demo"))
+    report = json.loads(again)
+    assert code == 0 and report["samples"] == 359 and len(report["attacks"]) == 8
+    assert f"clean accuracy {report['clean_accuracy']:.4f}" in out
+
+
+def test_subcommands_print_json_only(mesh, digits_files, tmp_path):
+    gateway = ("--gateway", mesh.gateway_address)
+    code, out, _ = run_cli(*gateway, "upload", "model", str(digits_files[0]), "--json")
+    model = json.loads(out)
+    assert code == 0 and model["state"] == "ARTIFACT_STATE_READY" and model["name"].startswith("artifacts/")
+    code, out, _ = run_cli(*gateway, "upload", "dataset", str(digits_files[1]), "--name", "digits", "--json")
+    dataset = json.loads(out)
+    assert dataset["display_name"] == "digits" and dataset["dataset"]["samples"] == "359"
+
+    code, out, _ = run_cli(
+        *gateway, "evaluate", "--model", model["name"], "--dataset", dataset["name"],
+        "--attack", "fgsm:eps=0.1", "--max-samples", "16", "--json",
+    )
+    queued = json.loads(out)
+    assert code == 0 and queued["state"] == "EVALUATION_STATE_QUEUED"
+    code, out, _ = run_cli(*gateway, "watch", queued["name"], "--json")
+    assert code == 0 and json.loads(out)["state"] == "SUCCEEDED"
+    code, out, _ = run_cli(*gateway, "status", queued["name"], "--json")
+    assert json.loads(out)["state"] == "EVALUATION_STATE_SUCCEEDED"
+    code, out, _ = run_cli(*gateway, "list", "--json", "--page-size", "1", "--all")
+    assert queued["name"] in [e["name"] for e in json.loads(out)]
+    code, out, _ = run_cli(*gateway, "list", "artifacts", "--json")
+    assert {model["name"], dataset["name"]} <= {a["name"] for a in json.loads(out)}
+    target = tmp_path / "report.json"
+    code, out, _ = run_cli(*gateway, "report", queued["name"], "--json", "--out", str(target))
+    assert code == 0 and out == "" and json.loads(target.read_text())["name"] == queued["name"]
+
+
+def test_cli_errors_say_what_to_do():
+    code, out, err = run_cli("--gateway", "127.0.0.1:9", "list")
+    assert code == 2 and out == ""
+    assert "no AdvEx gateway answers at 127.0.0.1:9" in err and "make run" in err
+
+
+def test_bad_attack_flags_are_explained(mesh):
+    code, _, err = run_cli(
+        "--gateway", mesh.gateway_address, "evaluate", "--model", "m", "--dataset", "d", "--attack", "pgd:speed=3"
+    )
+    assert code == 2 and "'speed=3' is not key=value" in err
+    code, _, err = run_cli(
+        "--gateway", mesh.gateway_address, "evaluate", "--model", "m", "--dataset", "d", "--attack", "pgd"
+    )
+    assert code == 2 and "give eps=... or one or more --eps" in err
