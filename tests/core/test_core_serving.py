@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.core.errors import InvalidArgument
-from advex.core.serving import Registration, start_server
+from advex.core.serving import Registration, StopSignals, start_server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -90,3 +90,25 @@ def test_a_service_process_drains_and_exits_cleanly_on_sigterm():
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_stop_signals_hands_a_sigterm_to_the_waiting_main_thread_and_restores_handlers():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals() as stop:
+        assert stop.wait(0) is None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(timeout=10) == signal.SIGTERM
+        assert stop.wait(0) == signal.SIGTERM  # remembered, not consumed
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_stop_signals_ignores_signals_it_does_not_watch():
+    seen = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, _frame: seen.append(signum))
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGUSR1)  # its number reaches the wakeup pipe too
+            assert stop.wait(timeout=0.2) is None
+            assert seen == [signal.SIGUSR1]  # the other handler still ran
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.cli.client import CliError
+from advex.core.serving import StopSignals
 
 
 @dataclass
@@ -30,11 +30,11 @@ class Child:
     process: subprocess.Popen
 
 
-def _wait_serving(child: Child, timeout: float, stopping: threading.Event) -> None:
+def _wait_serving(child: Child, timeout: float, stop: StopSignals) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(child.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while not stopping.is_set():
+        while stop.wait(0) is None:
             if child.process.poll() is not None:
                 raise CliError(f"{child.name} exited with code {child.process.returncode} while starting; see its log above")
             remaining = deadline - time.monotonic()
@@ -87,35 +87,29 @@ def up(var_dir: Path = Path("var")) -> int:
     env.setdefault("ADVEX_STORAGE_DATABASE_URL", f"sqlite:///{var_dir / 'storage.db'}")
 
     children: list[Child] = []
-    stopping = threading.Event()
-
-    def stop_all(*_):
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
+    stop = StopSignals()
     code = 0
     try:
         for name in ("storage", "scoring", "attack", "gateway"):
-            if stopping.is_set():
+            if stop.wait(0) is not None:
                 break
             # A session of its own: Ctrl-C in the terminal reaches only this
             # process, which then stops the services in order.
             process = subprocess.Popen([sys.executable, "-m", f"advex.{name}"], env=env, start_new_session=True)
             child = Child(name, addresses[name], process)
             children.append(child)
-            _wait_serving(child, timeout=120, stopping=stopping)
-            if stopping.is_set():
+            _wait_serving(child, timeout=120, stop=stop)
+            if stop.received is not None:
                 break
             print(f"advex: {name:<8} SERVING at {child.address}", file=sys.stderr)
-        if stopping.is_set():
+        if stop.received is not None:
             raise CliError("interrupted while starting; stopping what started")
         print(
             f"advex: mesh up; gateway at {addresses['gateway']}. Try `.venv/bin/advex demo` in another terminal. "
             "Ctrl-C stops.",
             file=sys.stderr,
         )
-        while not stopping.wait(0.5):
+        while stop.wait(0.5) is None:
             dead = [c for c in children if c.process.poll() is not None]
             if dead:
                 print(f"advex: {dead[0].name} exited with code {dead[0].process.returncode}; stopping", file=sys.stderr)
@@ -135,4 +129,5 @@ def up(var_dir: Path = Path("var")) -> int:
                     child.process.kill()
         if s3_server is not None:
             s3_server.stop()
+        stop.close()
     return code

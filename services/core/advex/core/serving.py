@@ -2,13 +2,18 @@
 graceful drain on SIGTERM.
 
 A service's `create_server(address, config)` calls `start_server` and returns
-`(server, port)`; its `main()` calls `serve_until_signalled`.
+`(server, port)`; its `main()` opens `StopSignals` *before* it starts the
+server (so a SIGTERM that follows SERVING is always a drain, never a kill) and
+then calls `serve_until_signalled`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import select
 import signal
+import time
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -97,19 +102,65 @@ def start_server(
     return running
 
 
-def serve_until_signalled(running: RunningServer, grace: float = 10.0) -> None:
+class StopSignals:
+    """SIGTERM and SIGINT as something the main thread can wait for.
+
+    A Python-level signal handler runs on the main thread between any two
+    bytecodes. One that calls `threading.Event.set()` deadlocks when the signal
+    lands while that same thread holds the Event's internal (non-reentrant)
+    lock, which `Event.wait` does briefly on every call. So the handler here
+    does nothing at all: the interpreter's C-level handler writes the signal
+    number into a pipe (`signal.set_wakeup_fd`) and `wait` reads it from there.
+
+    Must be created on the main thread; `close` restores what was there before.
+    """
+
+    def __init__(self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        self._watched = {int(s) for s in signals}
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        self._previous_handlers = {s: signal.signal(s, _ignore_signal) for s in signals}
+        self.received: signal.Signals | None = None
+
+    def wait(self, timeout: float | None = None) -> signal.Signals | None:
+        """The first watched signal received, or None if `timeout` s pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.received is None:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._read_fd], [], [], remaining)
+            if ready:
+                # Other signals with Python handlers write their numbers too.
+                for number in os.read(self._read_fd, 64):
+                    if number in self._watched and self.received is None:
+                        self.received = signal.Signals(number)
+            elif remaining is not None and remaining <= 0:
+                break
+        return self.received
+
+    def close(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+    def __enter__(self) -> StopSignals:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+def _ignore_signal(_signum, _frame) -> None:
+    """Installed so that the C-level handler records the signal (see StopSignals)."""
+
+
+def serve_until_signalled(running: RunningServer, stop: StopSignals, grace: float = 10.0) -> None:
     """Blocks until SIGTERM or SIGINT, then drains and returns."""
-    done = threading.Event()
-
     served = ", ".join(running.service_names)
-
-    def on_signal(signum, _frame):
-        log.info("%s received %s: draining for up to %.0f s", served, signal.Signals(signum).name, grace)
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    done.wait()
+    received = stop.wait()
+    log.info("%s received %s: draining for up to %.0f s", served, received.name, grace)
     running.stop(grace)
     log.info("%s stopped", served)
 

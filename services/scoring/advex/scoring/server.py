@@ -14,6 +14,7 @@ from advex.core.errors import InvalidArgument
 from advex.core.serving import (
     Registration,
     RunningServer,
+    StopSignals,
     configure_logging,
     serve_until_signalled,
     start_server,
@@ -111,6 +112,8 @@ def create_server(address: str, config: ScoringConfig) -> tuple[RunningServer, i
 def main() -> None:
     config = ScoringConfig.from_env(os.environ)
     configure_logging(config.log_level)
-    running, port = create_server(config.address, config)
-    log.info("scoring service listening on port %d (%s)", port, config.address)
-    serve_until_signalled(running)
+    # Before the server starts: once it reports SERVING, SIGTERM means drain.
+    with StopSignals() as stop:
+        running, port = create_server(config.address, config)
+        log.info("scoring service listening on port %d (%s)", port, config.address)
+        serve_until_signalled(running, stop)
