@@ -261,6 +261,7 @@ def test_cancelling_the_stream_stops_the_computation(service, publish, digits_fi
     assert servicer.progress.wait_for(lambda p: p.evasions_finished > finished_before, timeout=60)
     assert call.code() == grpc.StatusCode.CANCELLED
     done = servicer.progress.passes - passes_before
-    # The first batch, and at most the one in flight when the cancel arrived,
-    # out of the samples / batch_size batches the whole request would take.
-    assert steps <= done <= 2 * steps < (samples // batch_size) * steps
+    # The first batch, the one in flight when the cancel arrived and at most
+    # one more that grpc may have pulled ahead, out of the samples / batch_size
+    # batches the whole request would take.
+    assert steps <= done <= 3 * steps < (samples // batch_size) * steps

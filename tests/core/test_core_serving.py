@@ -45,6 +45,30 @@ def test_health_turns_not_serving_when_draining_starts():
         channel.close()
 
 
+def test_open_health_watches_hold_no_worker_thread_so_other_calls_still_run():
+    running = start_server("127.0.0.1:0", [_echo_registration(lambda request, context: request)], max_workers=2)
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        health_stub = health_pb2_grpc.HealthStub(channel)
+        watches = [health_stub.Watch(health_pb2.HealthCheckRequest(service="test.Echo"), timeout=60) for _ in range(6)]
+        assert [next(w).status for w in watches] == [SERVING] * 6  # 6 watches, 2 threads
+        assert channel.unary_unary("/test.Echo/Call")(b"still answered", timeout=30) == b"still answered"
+        for watch in watches:
+            watch.cancel()
+    finally:
+        channel.close()
+        running.stop(0)
+
+
+def test_a_second_server_on_a_taken_port_fails_to_start_instead_of_sharing_it():
+    first = start_server("127.0.0.1:0", [_echo_registration(lambda request, context: request)])
+    try:
+        with pytest.raises(OSError, match=f"could not bind 127.0.0.1:{first.port}"):
+            start_server(f"127.0.0.1:{first.port}", [_echo_registration(lambda request, context: request)])
+    finally:
+        first.stop(0)
+
+
 def test_domain_errors_become_their_status_and_surprises_become_internal():
     def behaviour(request, context):
         if request == b"bad":
@@ -76,7 +100,7 @@ def test_a_service_process_drains_and_exits_cleanly_on_sigterm():
     try:
         port = None
         for line in process.stderr:  # blocks until the service logs its port
-            match = re.search(r"listening on port (\d+)", line)
+            match = re.search(r"scoring serving on port (\d+)", line)
             if match:
                 port = int(match.group(1))
                 break
@@ -85,8 +109,9 @@ def test_a_service_process_drains_and_exits_cleanly_on_sigterm():
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert reply.status == SERVING
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-        assert "stopped" in process.stderr.read()
+        _, rest = process.communicate(timeout=60)  # reads the log while waiting, so no write blocks
+        assert process.returncode == 0, rest
+        assert "received SIGTERM" in rest and "stopped" in rest
     finally:
         if process.poll() is None:
             process.kill()
@@ -112,3 +137,21 @@ def test_stop_signals_ignores_signals_it_does_not_watch():
             assert seen == [signal.SIGUSR1]  # the other handler still ran
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_service_that_cannot_start_says_why_in_one_line_and_exits_2():
+    taken = start_server("127.0.0.1:0", [_echo_registration(lambda request, context: request)])
+    try:
+        for env, reason in (
+            ({"ADVEX_SCORING_MAX_SAMPLES": "lots"}, "ADVEX_SCORING_MAX_SAMPLES must be a whole number"),
+            ({"ADVEX_SCORING_ADDR": f"127.0.0.1:{taken.port}"}, f"could not bind 127.0.0.1:{taken.port}"),
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "advex.scoring"], env={**os.environ, **env},
+                capture_output=True, text=True, timeout=120,
+            )
+            assert done.returncode == 2, done.stderr
+            assert f"scoring cannot start: {reason}" in done.stderr
+            assert "Traceback" not in done.stderr
+    finally:
+        taken.stop(0)

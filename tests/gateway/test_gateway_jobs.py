@@ -167,14 +167,26 @@ def test_gateways_starting_together_on_a_fresh_database_all_come_up(database_url
         store.close()
 
 
-def test_in_memory_sqlite_is_one_database_for_every_thread():
-    store = jobs.JobStore("sqlite:///:memory:")
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_since_evaluations_must_survive_a_restart(url):
+    with pytest.raises(ValueError, match="in-memory database: evaluations would be lost on restart"):
+        jobs.JobStore(url)
+
+
+def test_an_evaluation_handed_back_after_a_transient_failure_waits_out_its_backoff(database_url):
+    store = jobs.JobStore(database_url)
     row = _create(store)
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(store.get(row.id)))
-    thread.start()
-    thread.join()
-    assert seen[0].id == row.id
+    assert store.claim_next("w1", lease_seconds=60).id == row.id
+    store.release(row.id, "w1", retry_in=3600, stage="queued: retrying in 3600 s")
+    waiting = store.get(row.id)
+    assert (waiting.state, waiting.stage) == (jobs.QUEUED, "queued: retrying in 3600 s")
+    assert store.claim_next("w2", lease_seconds=60) is None  # not before its time
+    store.release(row.id, "w1")  # no longer held by w1: changes nothing
+    assert store.claim_next("w2", lease_seconds=60) is None
+    later = _create(store)
+    assert store.claim_next("w2", lease_seconds=60).id == later.id  # others are not held up
+    store.release(later.id, "w2", retry_in=0)
+    assert store.claim_next("w3", lease_seconds=60).id == later.id  # no backoff: claimable at once
     store.close()
 
 

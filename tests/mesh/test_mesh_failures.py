@@ -12,7 +12,10 @@ from advex.gateway.server import create_server as create_gateway
 from advex.v1 import evasion_pb2, evaluation_pb2
 
 
-def test_unreachable_attack_service_is_retried_then_failed_with_a_readable_error(mesh, uploaded_digits, tmp_path):
+def test_unreachable_attack_service_is_retried_then_failed_with_a_readable_error(
+    mesh, uploaded_digits, tmp_path, caplog
+):
+    caplog.set_level("WARNING", logger="advex.gateway.runner")
     model, dataset = uploaded_digits
     database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
     # Queued directly: CreateEvaluation itself would already refuse, since it
@@ -26,7 +29,8 @@ def test_unreachable_attack_service_is_retried_then_failed_with_a_readable_error
     store.close()
     config = GatewayConfig(
         **{**mesh.gateway_config.__dict__, "database_url": database_url, "attack_target": "127.0.0.1:9",
-           "instance_id": "gateway-without-attack", "max_attempts": 2}
+           "instance_id": "gateway-without-attack", "max_attempts": 2,
+           "retry_backoff_seconds": 0.1}
     )
     running, port = create_gateway("127.0.0.1:0", config)
     client = Gateway.connect(f"127.0.0.1:{port}")
@@ -38,6 +42,8 @@ def test_unreachable_attack_service_is_retried_then_failed_with_a_readable_error
     assert final.state == evaluation_pb2.EVALUATION_STATE_FAILED
     assert "did not answer (UNAVAILABLE) in 2 attempt(s)" in final.error
     assert "127.0.0.1:9" not in final.error  # no internal addresses for users
+    # Handed back with a backoff before the second run, not retried at once.
+    assert "UNAVAILABLE at loading the model and dataset; queued again in 0.1 s (attempt 1 of 2)" in caplog.text
     reopened = jobs.JobStore(database_url)
     assert reopened.get(row.id).attempts == 2
     reopened.close()
@@ -65,7 +71,7 @@ def test_watch_streams_are_capped_so_other_calls_keep_working(mesh, uploaded_dig
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "poll GetEvaluation" in refused.value.details()
         # Unary calls still get a thread.
-        got = small.evaluations.GetEvaluation(evaluation_pb2.GetEvaluationRequest(name=created.name), timeout=5)
+        got = small.evaluations.GetEvaluation(evaluation_pb2.GetEvaluationRequest(name=created.name), timeout=30)
         assert got.evaluation.name == created.name
         for stream in open_streams:
             stream.cancel()

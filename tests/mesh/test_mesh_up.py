@@ -1,19 +1,24 @@
 """`advex up` (what `make run` runs): the real processes, started, healthy,
-used, and stopped by one Ctrl-C."""
+used, and stopped by one Ctrl-C; and not left behind if `up` itself is killed."""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.cli.client import Gateway
 from advex.v1 import artifact_pb2
+
+SERVICES = ("GATEWAY", "STORAGE", "ATTACK", "SCORING")
 
 
 def _free_port() -> int:
@@ -22,38 +27,103 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_advex_up_serves_the_mesh_and_ctrl_c_stops_every_service(tmp_path):
-    ports = {name: _free_port() for name in ("GATEWAY", "STORAGE", "ATTACK", "SCORING")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVEX_")}
-    env.update({f"ADVEX_{name}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()})
-    env["PYTHONUNBUFFERED"] = "1"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "advex.cli.main", "up"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
-    )
-    log = []
-    try:
-        for line in process.stderr:  # blocks until `up` reports the mesh ready (or exits)
-            log.append(line)
+class _Up:
+    """`advex up` in a subprocess whose stderr is read all along, so that
+    neither `up` nor its services ever block writing their logs."""
+
+    def __init__(self, cwd: Path):
+        self.ports = {name: _free_port() for name in SERVICES}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ADVEX_")}
+        env.update({f"ADVEX_{name}_ADDR": f"127.0.0.1:{port}" for name, port in self.ports.items()})
+        env["PYTHONUNBUFFERED"] = "1"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "advex.cli.main", "up"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
             if "mesh up" in line:
-                break
-        assert "mesh up" in "".join(log), "".join(log)
-        gateway = Gateway.connect(f"127.0.0.1:{ports['GATEWAY']}")
-        listed = gateway.artifacts.ListArtifacts(artifact_pb2.ListArtifactsRequest())
+                self._ready.set()
+        self._ready.set()  # `up` exited: the test reads why from the log
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_until_up(self) -> None:
+        self._ready.wait(timeout=300)
+        assert "mesh up" in self.log, self.log
+
+    def wait_for_exit(self, timeout: float) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=30)  # the rest of the log
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def test_advex_up_serves_the_mesh_and_ctrl_c_stops_every_service(tmp_path):
+    up = _Up(tmp_path)
+    try:
+        up.wait_until_up()
+        gateway = Gateway.connect(f"127.0.0.1:{up.ports['GATEWAY']}", timeout=30)
+        listed = gateway.artifacts.ListArtifacts(artifact_pb2.ListArtifactsRequest(), timeout=30)
         assert list(listed.artifacts) == []  # storage answers through the gateway
         gateway.close()
-        for name, port in ports.items():
+        for name, port in up.ports.items():
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
         assert (tmp_path / "var" / "gateway.db").exists()  # SQLite under var/ of the working directory
 
-        process.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
-        assert process.wait(timeout=60) == 0
-        rest = process.stderr.read()
-        assert rest.count("received SIGTERM") == 4, rest  # each service drained
-        for name, port in ports.items():
+        up.process.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
+        # Four drains one after the other, each bounded by up's own 30 s.
+        assert up.wait_for_exit(timeout=150) == 0, up.log
+        assert up.log.count("received SIGTERM") == 4, up.log  # each service drained
+        for name, port in up.ports.items():
             with socket.socket() as s:
                 assert s.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens"
     finally:
-        if process.poll() is None:
-            process.kill()
+        up.kill()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_services_do_not_outlive_advex_up_killed_with_sigkill(tmp_path):
+    if not sys.platform.startswith("linux"):
+        raise AssertionError("this test needs Linux (/proc, pidfd); it must not be skipped silently")
+    up = _Up(tmp_path)
+    try:
+        up.wait_until_up()
+        children = _children(up.process.pid)
+        assert len(children) == 4, children
+        # pidfds tell when a process that is not our child exits, without polling.
+        pidfds = [os.pidfd_open(pid) for pid in children]
+        up.process.kill()  # no chance to stop its services itself
+        up.process.wait()
+        pending = list(pidfds)
+        try:
+            while pending:
+                ready, _, _ = select.select(pending, [], [], 120)
+                assert ready, f"services still running 120 s after `up` was killed: {up.log}"
+                pending = [fd for fd in pending if fd not in ready]
+        finally:
+            for fd in pending:  # a failed test must not leave them running either
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            for fd in pidfds:
+                os.close(fd)
+        up._reader.join(timeout=30)
+        assert up.log.count("received SIGTERM") == 4, up.log  # each drained, none was killed
+    finally:
+        up.kill()

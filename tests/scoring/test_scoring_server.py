@@ -183,10 +183,8 @@ def test_config_from_env():
     assert ScoringConfig.from_env({}) == ScoringConfig(address="127.0.0.1:50054")
     config = ScoringConfig.from_env(
         {"ADVEX_SCORING_ADDR": "0.0.0.0:6000", "ADVEX_SCORING_MAX_SAMPLES": "42",
-         "ADVEX_SCORING_MAX_ATTACKS": "7", "ADVEX_LOG_LEVEL": "DEBUG"}
+         "ADVEX_SCORING_MAX_ATTACKS": "7"}
     )
-    assert (config.address, config.max_samples, config.max_attacks, config.log_level) == (
-        "0.0.0.0:6000", 42, 7, "DEBUG"
-    )
+    assert (config.address, config.max_samples, config.max_attacks) == ("0.0.0.0:6000", 42, 7)
     with pytest.raises(ValueError, match="ADVEX_SCORING_MAX_SAMPLES must be a whole number"):
         ScoringConfig.from_env({"ADVEX_SCORING_MAX_SAMPLES": "lots"})

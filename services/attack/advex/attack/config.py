@@ -30,7 +30,6 @@ class AttackConfig:
     # Largest dataset once its images are float32 (and labels int64); the
     # storage service checks uploads against the same variable.
     max_dataset_bytes: int = 4 * 1024**3
-    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -67,5 +66,4 @@ class AttackConfig:
             ),
             max_parameters=env.integer("ADVEX_ATTACK_MAX_PARAMETERS", defaults.max_parameters),
             max_dataset_bytes=env.integer("ADVEX_MAX_DATASET_BYTES", defaults.max_dataset_bytes),
-            log_level=env.text("ADVEX_LOG_LEVEL", defaults.log_level),
         )

@@ -22,7 +22,7 @@ from advex.attack import datasets, engine, fetch, models
 from advex.attack.config import AttackConfig
 from advex.core import attack_specs, tensors
 from advex.core.errors import InvalidArgument
-from advex.core.serving import Registration, RunningServer, configure_logging, StopSignals, serve_until_signalled, start_server
+from advex.core.serving import Registration, RunningServer, run_service, start_server
 from advex.v1 import attack_service_pb2, attack_service_pb2_grpc, evasion_pb2
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,4 @@ def create_server(
 def main() -> None:
     # TensorFlow's C++ start-up chatter drowns the service's own log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    config = AttackConfig.from_env(os.environ)
-    configure_logging(config.log_level)
-    # Before the server starts: once it reports SERVING, SIGTERM means drain.
-    with StopSignals() as stop:
-        running, port = create_server(config.address, config)
-        log.info("attack service listening on port %d (cache %s)", port, config.cache_dir)
-        serve_until_signalled(running, stop)
+    run_service("attack", AttackConfig.from_env, create_server, lambda config: f"cache {config.cache_dir}")

@@ -30,6 +30,23 @@ class Child:
     process: subprocess.Popen
 
 
+def _terminate_with_parent(parent_pid: int):
+    """What a child runs before exec: on Linux, the kernel sends it SIGTERM
+    (a drain) if `advex up` dies without stopping it, e.g. killed with -9.
+    Elsewhere the children outlive such a kill, as with any process group."""
+
+    def in_child() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+
+    return in_child
+
+
 def _wait_serving(child: Child, timeout: float, stop: StopSignals) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(child.address) as channel:
@@ -95,7 +112,12 @@ def up(var_dir: Path = Path("var")) -> int:
                 break
             # A session of its own: Ctrl-C in the terminal reaches only this
             # process, which then stops the services in order.
-            process = subprocess.Popen([sys.executable, "-m", f"advex.{name}"], env=env, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"advex.{name}"],
+                env=env,
+                start_new_session=True,
+                preexec_fn=_terminate_with_parent(os.getpid()),
+            )
             child = Child(name, addresses[name], process)
             children.append(child)
             _wait_serving(child, timeout=120, stop=stop)

@@ -115,6 +115,12 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
             return run
 
+        behaviour = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+        if getattr(behaviour, "experimental_non_blocking", False):
+            # Health.Watch answers through a callback without holding a pool
+            # thread; wrapping it would hide that flag from grpc, and every
+            # open watch would then take a thread from the other calls.
+            return handler
         if handler.unary_unary:
             return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
         if handler.unary_stream:

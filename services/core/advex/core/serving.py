@@ -2,9 +2,9 @@
 graceful drain on SIGTERM.
 
 A service's `create_server(address, config)` calls `start_server` and returns
-`(server, port)`; its `main()` opens `StopSignals` *before* it starts the
-server (so a SIGTERM that follows SERVING is always a drain, never a kill) and
-then calls `serve_until_signalled`.
+`(server, port)`; its `main()` is `run_service`, which opens `StopSignals`
+*before* it starts the server (so a SIGTERM that follows SERVING is always a
+drain, never a kill) and then serves until signalled.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import logging
 import os
 import select
 import signal
-import time
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,6 +27,32 @@ from grpc_reflection.v1alpha import reflection
 from advex.core.errors import ErrorInterceptor
 
 log = logging.getLogger(__name__)
+
+
+# Every service and channel in the mesh uses these, so the two ends agree.
+KEEPALIVE_SECONDS = 30
+SERVER_OPTIONS = [
+    # grpc sets SO_REUSEPORT by default: a second server on a taken port
+    # would start and silently get half the connections. Fail to bind instead.
+    ("grpc.so_reuseport", 0),
+    # Clients ping every KEEPALIVE_SECONDS during long quiet streams (an
+    # attack computing); grpc's default policy would answer such pings with
+    # GOAWAY "too_many_pings" and end the call.
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_SECONDS * 1000 // 2),
+]
+CHANNEL_OPTIONS = [
+    # A peer that vanished without closing its connection (host gone, network
+    # partition) fails the call within KEEPALIVE_SECONDS + 10 s instead of a
+    # stream without a deadline waiting forever.
+    ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+def open_channel(target: str) -> grpc.Channel:
+    """An insecure channel to another service of the mesh, with keepalive."""
+    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
 @dataclass
@@ -83,6 +110,7 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[ErrorInterceptor(), *interceptors],
+        options=SERVER_OPTIONS,
     )
     for registration in registrations:
         registration.add_to_server(server)
@@ -93,9 +121,12 @@ def start_server(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # newer grpc raises where older returned 0
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind {address}")
+        raise OSError(f"could not bind {address}: another process may be listening there; choose another address")
     server.start()
     running = RunningServer(server=server, port=port, health=health_servicer, service_names=names)
     running.set_serving(True)
@@ -163,6 +194,42 @@ def serve_until_signalled(running: RunningServer, stop: StopSignals, grace: floa
     log.info("%s received %s: draining for up to %.0f s", served, received.name, grace)
     running.stop(grace)
     log.info("%s stopped", served)
+
+
+class ServiceConfig(Protocol):
+    address: str
+
+
+Config = TypeVar("Config", bound=ServiceConfig)
+
+
+def run_service(
+    name: str,
+    config_from_env: Callable[[Mapping[str, str]], Config],
+    create_server: Callable[[str, Config], tuple[RunningServer, int]],
+    describe: Callable[[Config], str] = lambda config: "",
+) -> None:
+    """The whole of a service's `main()`: configuration from the environment,
+    the server started, served until SIGTERM/SIGINT, drained.
+
+    A configuration the service cannot start with (a bad value, an address
+    it cannot bind, an in-memory database for the gateway) ends the process
+    with exit code 2 and one log line saying what to change, not a traceback.
+    """
+    configure_logging(os.environ.get("ADVEX_LOG_LEVEL", "INFO"))
+    try:
+        config = config_from_env(os.environ)
+        stop = StopSignals()
+        running, port = create_server(config.address, config)
+    except (ValueError, OSError) as exc:
+        log.error("%s cannot start: %s", name, exc)
+        raise SystemExit(2) from None
+    details = describe(config)
+    log.info("%s serving on port %d%s", name, port, f" ({details})" if details else "")
+    try:
+        serve_until_signalled(running, stop)
+    finally:
+        stop.close()
 
 
 def configure_logging(level: str = "INFO") -> None:

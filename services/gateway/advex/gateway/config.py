@@ -33,6 +33,9 @@ class GatewayConfig:
     # Runs of one evaluation before a transient failure (a backend service
     # unreachable or timing out) makes it FAILED.
     max_attempts: int = 3
+    # Wait before the next run after a transient failure; doubles each time
+    # (5 s, 10 s, ...), so a service restarting gets a chance to come back.
+    retry_backoff_seconds: float = 5.0
     # Open WatchEvaluation streams; each holds a server thread, so they are
     # capped to keep threads for every other call (health checks included).
     max_watchers: int = 100
@@ -61,5 +64,6 @@ class GatewayConfig:
             poll_seconds=env.number("ADVEX_POLL_SECONDS", defaults.poll_seconds),
             instance_id=env.text("ADVEX_INSTANCE_ID", defaults.instance_id),
             max_attempts=env.integer("ADVEX_MAX_ATTEMPTS", defaults.max_attempts, minimum=1),
+            retry_backoff_seconds=env.number("ADVEX_RETRY_BACKOFF_SECONDS", defaults.retry_backoff_seconds, minimum=0),
             max_watchers=env.integer("ADVEX_MAX_WATCHERS", defaults.max_watchers, minimum=1),
         )

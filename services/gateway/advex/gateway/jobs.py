@@ -50,6 +50,9 @@ evaluations = sa.Table(
     sa.Column("claimed_by", sa.String(200), nullable=True),
     sa.Column("lease_expires_at", sa.Float, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # A QUEUED evaluation handed back after a transient failure is not
+    # claimed again before this time, so a restarting service gets a chance.
+    sa.Column("retry_after", sa.Float, nullable=True),
     # Seconds since the epoch: portable across SQLite and PostgreSQL.
     sa.Column("create_time", sa.Float, nullable=False),
     sa.Column("start_time", sa.Float, nullable=True),
@@ -91,6 +94,7 @@ class EvaluationRow:
     claimed_by: str | None
     lease_expires_at: float | None
     attempts: int
+    retry_after: float | None
     create_time: float
     start_time: float | None
     end_time: float | None
@@ -125,16 +129,17 @@ class JobStore:
     changed: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def __post_init__(self) -> None:
+        if self.database_url in ("sqlite://", "sqlite:///:memory:"):
+            # Evaluations must outlive the process, and an in-memory database
+            # is one connection that the gateway's threads would share (one
+            # thread's rollback undoing another's write).
+            raise ValueError(
+                f"ADVEX_DATABASE_URL={self.database_url} is an in-memory database: evaluations would be lost on "
+                "restart. Use a file (sqlite:///var/gateway.db) or PostgreSQL (postgresql+psycopg://...)"
+            )
         if self.database_url.startswith("sqlite:///") and not self.database_url.startswith("sqlite:///:memory:"):
             Path(self.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        if self.database_url in ("sqlite://", "sqlite:///:memory:"):
-            # One connection for all threads, or each would see its own
-            # empty in-memory database.
-            self.engine = sa.create_engine(
-                self.database_url, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
-            )
-        else:
-            self.engine = sa.create_engine(self.database_url, pool_pre_ping=True)
+        self.engine = sa.create_engine(self.database_url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             # Workers, watchers and RPC threads write concurrently; wait for
             # the lock instead of failing with "database is locked".
@@ -225,6 +230,7 @@ class JobStore:
             claimed_by=None,
             lease_expires_at=None,
             attempts=0,
+            retry_after=None,
             create_time=now,
             start_time=None,
             end_time=None,
@@ -252,7 +258,10 @@ class JobStore:
 
     def _claimable(self, now: float):
         return sa.or_(
-            evaluations.c.state == QUEUED,
+            sa.and_(
+                evaluations.c.state == QUEUED,
+                sa.or_(evaluations.c.retry_after.is_(None), evaluations.c.retry_after <= now),
+            ),
             sa.and_(evaluations.c.state == RUNNING, evaluations.c.lease_expires_at < now),
         )
 
@@ -279,6 +288,7 @@ class JobStore:
                         lease_expires_at=now + lease_seconds,
                         start_time=sa.func.coalesce(evaluations.c.start_time, now),
                         attempts=evaluations.c.attempts + 1,
+                        retry_after=None,
                         progress_done=0,
                         stage="starting",
                         update_time=now,
@@ -327,15 +337,22 @@ class JobStore:
         self._notify()
         return updated == 1
 
-    def release(self, evaluation_id: str, worker: str) -> None:
-        """Hands a running evaluation back (gateway draining): QUEUED again,
-        so the next gateway to start, or another one, runs it."""
+    def release(self, evaluation_id: str, worker: str, retry_in: float = 0.0, stage: str = "queued (resumes)") -> None:
+        """Hands a running evaluation back: QUEUED again, so another worker
+        or gateway runs it, no sooner than `retry_in` s from now."""
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
                 evaluations.update()
                 .where(_held_by(evaluation_id, worker))
-                .values(state=QUEUED, claimed_by=None, lease_expires_at=None, stage="queued (resumes)", update_time=now)
+                .values(
+                    state=QUEUED,
+                    claimed_by=None,
+                    lease_expires_at=None,
+                    retry_after=now + retry_in if retry_in > 0 else None,
+                    stage=stage,
+                    update_time=now,
+                )
             )
         self._notify()
 

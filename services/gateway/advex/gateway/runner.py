@@ -30,6 +30,7 @@ import grpc
 
 from advex.core.attack_specs import resolve, spec_from_dict
 from advex.core.errors import status_of
+from advex.core.serving import open_channel
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
 from advex.v1 import (
@@ -67,7 +68,7 @@ class Downstream:
     @classmethod
     def connect(cls, config: GatewayConfig) -> "Downstream":
         storage, attack, scoring = (
-            grpc.insecure_channel(t) for t in (config.storage_target, config.attack_target, config.scoring_target)
+            open_channel(t) for t in (config.storage_target, config.attack_target, config.scoring_target)
         )
         return cls(
             storage=artifact_pb2_grpc.ArtifactServiceStub(storage),
@@ -207,8 +208,13 @@ class EvaluationRunner:
         if mapped is None:
             log.error("evaluation %s failed at %s", row.id, run.stage, exc_info=exc)
         if mapped and mapped[0] in TRANSIENT and row.attempts < self.config.max_attempts:
-            log.warning("evaluation %s: %s at %s; queued again (attempt %d)", row.id, mapped[0].name, run.stage, row.attempts)
-            self._record(self.store.release, row.id, worker)
+            backoff = self.config.retry_backoff_seconds * 2 ** (row.attempts - 1)
+            log.warning(
+                "evaluation %s: %s at %s; queued again in %.1f s (attempt %d of %d)",
+                row.id, mapped[0].name, run.stage, backoff, row.attempts, self.config.max_attempts,
+            )
+            stage = f"queued: retrying in {backoff:g} s after {mapped[0].name} at {run.stage}"[:200]
+            self._record(self.store.release, row.id, worker, retry_in=backoff, stage=stage)
             return
         message = failure_message(run.stage, exc, row.attempts)
         self._record(self.store.finish, row.id, worker, jobs.FAILED, error=message)

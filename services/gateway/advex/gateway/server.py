@@ -4,12 +4,11 @@ EvaluationService (jobs in SQL, run by this gateway's workers)."""
 from __future__ import annotations
 
 import logging
-import os
 
 from google.protobuf import timestamp_pb2
 
 from advex.core.attack_specs import spec_from_dict
-from advex.core.serving import Registration, RunningServer, configure_logging, StopSignals, serve_until_signalled, start_server
+from advex.core.serving import Registration, RunningServer, run_service, start_server
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
 from advex.gateway.evaluations import COLLECTION, Evaluations
@@ -146,10 +145,4 @@ def create_server(address: str, config: GatewayConfig) -> tuple[RunningServer, i
 
 
 def main() -> None:
-    configure_logging(os.environ.get("ADVEX_LOG_LEVEL", "INFO"))
-    config = GatewayConfig.from_env(os.environ)
-    # Before the server starts: once it reports SERVING, SIGTERM means drain.
-    with StopSignals() as stop:
-        running, port = create_server(config.address, config)
-        log.info("gateway serving on port %d (database %s)", port, config.database_url.split("@")[-1])
-        serve_until_signalled(running, stop)
+    run_service("gateway", GatewayConfig.from_env, create_server, lambda config: f"database {config.database_url.split('@')[-1]}")

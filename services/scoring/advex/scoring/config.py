@@ -10,7 +10,8 @@ tests and embedding processes build a `ScoringConfig` directly.
   what one careless or hostile caller can make the service allocate.
 - ADVEX_SCORING_MAX_ATTACKS: most attacks one header may list (default 256);
   with the samples limit it bounds the per-sample outcome bytes.
-- ADVEX_LOG_LEVEL: DEBUG, INFO (default), WARNING, ERROR.
+- ADVEX_LOG_LEVEL (read by `advex.core.serving.run_service`): DEBUG, INFO
+  (default), WARNING, ERROR.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class ScoringConfig:
     address: str = DEFAULT_ADDRESS
     max_samples: int = DEFAULT_MAX_SAMPLES
     max_attacks: int = DEFAULT_MAX_ATTACKS
-    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ScoringConfig:
@@ -40,7 +40,6 @@ class ScoringConfig:
             address=env.text("ADVEX_SCORING_ADDR", DEFAULT_ADDRESS),
             max_samples=env.integer("ADVEX_SCORING_MAX_SAMPLES", DEFAULT_MAX_SAMPLES, minimum=1),
             max_attacks=env.integer("ADVEX_SCORING_MAX_ATTACKS", DEFAULT_MAX_ATTACKS, minimum=1),
-            log_level=env.text("ADVEX_LOG_LEVEL", "INFO"),
         )
 
 

@@ -5,20 +5,12 @@ interceptor turns them into statuses."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 
 from advex.core import attack_specs, tensors
 from advex.core.errors import InvalidArgument
-from advex.core.serving import (
-    Registration,
-    RunningServer,
-    StopSignals,
-    configure_logging,
-    serve_until_signalled,
-    start_server,
-)
+from advex.core.serving import Registration, RunningServer, run_service, start_server
 from advex.scoring.config import ScoringConfig
 from advex.scoring.metrics import EvasionAccumulator, RecordBatch
 from advex.scoring.report import to_report
@@ -110,10 +102,4 @@ def create_server(address: str, config: ScoringConfig) -> tuple[RunningServer, i
 
 
 def main() -> None:
-    config = ScoringConfig.from_env(os.environ)
-    configure_logging(config.log_level)
-    # Before the server starts: once it reports SERVING, SIGTERM means drain.
-    with StopSignals() as stop:
-        running, port = create_server(config.address, config)
-        log.info("scoring service listening on port %d (%s)", port, config.address)
-        serve_until_signalled(running, stop)
+    run_service("scoring", ScoringConfig.from_env, create_server)

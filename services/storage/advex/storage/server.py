@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from advex.core.resources import encode_page_token
-from advex.core.serving import Registration, RunningServer, configure_logging, StopSignals, serve_until_signalled, start_server
+from advex.core.serving import Registration, RunningServer, run_service, start_server
 from advex.storage.artifacts import DATASET, MODEL, ArtifactStore, artifact_name
 from advex.storage.config import StorageConfig
 from advex.storage.objects import ObjectStore
@@ -154,10 +153,4 @@ def create_server(address: str, config: StorageConfig) -> tuple[RunningServer, i
 
 
 def main() -> None:
-    configure_logging(os.environ.get("ADVEX_LOG_LEVEL", "INFO"))
-    config = StorageConfig.from_env(os.environ)
-    # Before the server starts: once it reports SERVING, SIGTERM means drain.
-    with StopSignals() as stop:
-        running, port = create_server(config.address, config)
-        log.info("storage serving %s on port %d (bucket %s)", SERVICE_NAME, port, config.bucket)
-        serve_until_signalled(running, stop)
+    run_service("storage", StorageConfig.from_env, create_server, lambda config: f"bucket {config.bucket}")
