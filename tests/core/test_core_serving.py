@@ -117,14 +117,40 @@ def test_a_service_process_drains_and_exits_cleanly_on_sigterm():
             process.kill()
 
 
-def test_stop_signals_hands_a_sigterm_to_the_waiting_main_thread_and_restores_handlers():
+def test_stop_signals_hands_a_sigterm_to_the_waiting_main_thread_and_restores_what_was_there():
     before = signal.getsignal(signal.SIGTERM)
-    with StopSignals() as stop:
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    earlier_fd = signal.set_wakeup_fd(write_fd)  # someone else's wakeup fd, to be given back
+    try:
+        stop = StopSignals()
         assert stop.wait(0) is None
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.wait(timeout=10) == signal.SIGTERM
         assert stop.wait(0) == signal.SIGTERM  # remembered, not consumed
-    assert signal.getsignal(signal.SIGTERM) is before
+        stop.close()
+        stop.close()  # twice is harmless
+        assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.set_wakeup_fd(earlier_fd) == write_fd
+    finally:
+        signal.set_wakeup_fd(earlier_fd)
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_stop_signals_refuses_a_thread_other_than_main():
+    errors = []
+
+    def create():
+        try:
+            StopSignals()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=create)
+    thread.start()
+    thread.join()
+    assert errors == ["StopSignals must be created on the main thread (signals are delivered there)"]
 
 
 def test_stop_signals_ignores_signals_it_does_not_watch():

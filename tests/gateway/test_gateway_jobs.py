@@ -167,10 +167,31 @@ def test_gateways_starting_together_on_a_fresh_database_all_come_up(database_url
         store.close()
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"]
+)
 def test_an_in_memory_database_is_refused_since_evaluations_must_survive_a_restart(url):
-    with pytest.raises(ValueError, match="in-memory database: evaluations would be lost on restart"):
+    with pytest.raises(ValueError, match="ADVEX_DATABASE_URL=.* is an in-memory database: everything in it would be lost"):
         jobs.JobStore(url)
+
+
+def test_a_database_made_by_the_first_schema_is_migrated_and_keeps_its_evaluations(database_url):
+    first = jobs.JobStore(database_url)
+    queued = _create(first, "made before retry_after existed")
+    with first.engine.begin() as conn:  # what a version-1 gateway left behind
+        conn.execute(sa.text("ALTER TABLE evaluations DROP COLUMN retry_after"))
+        conn.execute(jobs.schema_version.delete())
+        conn.execute(jobs.schema_version.insert().values(version=1))
+    first.close()
+
+    upgraded = jobs.JobStore(database_url)
+    with upgraded.engine.connect() as conn:
+        assert conn.execute(sa.select(jobs.schema_version.c.version)).scalars().all() == [jobs.SCHEMA_VERSION]
+    claimed = upgraded.claim_next("w1", lease_seconds=60)  # reads and writes retry_after
+    assert claimed.id == queued.id and claimed.retry_after is None
+    upgraded.release(queued.id, "w1", retry_in=3600)
+    assert upgraded.get(queued.id).retry_after is not None
+    upgraded.close()
 
 
 def test_an_evaluation_handed_back_after_a_transient_failure_waits_out_its_backoff(database_url):

@@ -16,8 +16,9 @@ import pytest
 from numpy.lib import format as npy_format
 
 from advex.storage import artifacts, server
+from advex.core.sql import create_engine
 from advex.storage.registry import READY as READY_STATE
-from advex.storage.registry import ArtifactRecord, Registry, create_engine
+from advex.storage.registry import ArtifactRecord, Registry
 from advex.storage.verify import DatasetSummary, ModelSummary
 from advex.v1 import artifact_pb2
 
@@ -423,7 +424,7 @@ def test_a_record_poisoned_before_these_checks_does_not_break_listing(storage, s
     """READY records stored by an older version with an unsendable summary
     are listed without it instead of failing every ListArtifacts."""
     good = storage.complete(storage.upload(DATASET, small_digits_dataset.read_bytes()).artifact.name)
-    engine = create_engine(storage.config.database_url)
+    engine = create_engine(storage.config.database_url, "ADVEX_STORAGE_DATABASE_URL")
     try:
         now = datetime.now(UTC)
         Registry(engine).insert(ArtifactRecord(

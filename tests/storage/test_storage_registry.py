@@ -7,7 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from advex.core.resources import new_id
-from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry, create_engine
+from advex.core.sql import create_engine
+from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry
 from advex.storage.verify import DatasetSummary, ModelSummary
 
 
@@ -31,7 +32,7 @@ def record(kind: str = "model", **changes) -> ArtifactRecord:
 
 
 def test_records_round_trip_page_and_change_state_once(database_url):
-    engine = create_engine(database_url)
+    engine = create_engine(database_url, "TEST_DATABASE_URL")
     try:
         registry = Registry(engine)
         Registry(engine)  # creating the schema again is harmless
@@ -77,7 +78,7 @@ def test_records_round_trip_page_and_change_state_once(database_url):
 
 def test_sqlite_file_folder_is_created(tmp_path):
     path = tmp_path / "deep" / "er" / "storage.db"
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}", "TEST_DATABASE_URL")
     try:
         Registry(engine).insert(record())
         assert path.exists()

@@ -14,7 +14,6 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from advex.core.serving import open_channel
 from advex.v1 import artifact_pb2, artifact_pb2_grpc, evasion_pb2, evaluation_pb2, evaluation_pb2_grpc
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
@@ -38,7 +37,9 @@ class Gateway:
     @classmethod
     def connect(cls, address: str | None = None, timeout: float = 5.0) -> "Gateway":
         address = address or os.environ.get("ADVEX_GATEWAY_ADDR", DEFAULT_GATEWAY)
-        channel = open_channel(address)
+        # No keepalive: a gateway behind a proxy with grpc's default ping
+        # policy would end a quiet watch stream for pinging too often.
+        channel = grpc.insecure_channel(address)
         try:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError as exc:

@@ -30,23 +30,6 @@ class Child:
     process: subprocess.Popen
 
 
-def _terminate_with_parent(parent_pid: int):
-    """What a child runs before exec: on Linux, the kernel sends it SIGTERM
-    (a drain) if `advex up` dies without stopping it, e.g. killed with -9.
-    Elsewhere the children outlive such a kill, as with any process group."""
-
-    def in_child() -> None:
-        if sys.platform.startswith("linux"):
-            import ctypes
-
-            PR_SET_PDEATHSIG = 1
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-            if os.getppid() != parent_pid:  # the parent died before prctl took effect
-                os._exit(1)
-
-    return in_child
-
-
 def _wait_serving(child: Child, timeout: float, stop: StopSignals) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(child.address) as channel:
@@ -71,6 +54,8 @@ def up(var_dir: Path = Path("var")) -> int:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Each service stops (drains) when this process dies, however it dies.
+    env["ADVEX_PARENT_PID"] = str(os.getpid())
     var_dir.mkdir(parents=True, exist_ok=True)
     addresses = {
         "storage": env.setdefault("ADVEX_STORAGE_ADDR", "127.0.0.1:50052"),
@@ -116,7 +101,6 @@ def up(var_dir: Path = Path("var")) -> int:
                 [sys.executable, "-m", f"advex.{name}"],
                 env=env,
                 start_new_session=True,
-                preexec_fn=_terminate_with_parent(os.getpid()),
             )
             child = Child(name, addresses[name], process)
             children.append(child)

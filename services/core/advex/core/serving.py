@@ -13,6 +13,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -147,7 +148,10 @@ class StopSignals:
     """
 
     def __init__(self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("StopSignals must be created on the main thread (signals are delivered there)")
         self._watched = {int(s) for s in signals}
+        self._closed = False
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)
         self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
@@ -170,6 +174,9 @@ class StopSignals:
         return self.received
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)
         signal.set_wakeup_fd(self._previous_fd)
@@ -217,11 +224,13 @@ def run_service(
     with exit code 2 and one log line saying what to change, not a traceback.
     """
     configure_logging(os.environ.get("ADVEX_LOG_LEVEL", "INFO"))
+    stop = StopSignals()
+    _stop_with_parent(os.environ.get("ADVEX_PARENT_PID"))
     try:
         config = config_from_env(os.environ)
-        stop = StopSignals()
         running, port = create_server(config.address, config)
     except (ValueError, OSError) as exc:
+        log.debug("start-up failed", exc_info=True)  # the trace, should the message not say enough
         log.error("%s cannot start: %s", name, exc)
         raise SystemExit(2) from None
     details = describe(config)
@@ -230,6 +239,23 @@ def run_service(
         serve_until_signalled(running, stop)
     finally:
         stop.close()
+
+
+def _stop_with_parent(parent_pid: str | None) -> None:
+    """Set by `advex up`: on Linux the kernel then sends this process SIGTERM
+    (a drain) when `up` dies, even by SIGKILL, so no service is left behind.
+    Done here rather than between fork and exec, where `up`'s other threads
+    make anything but the exec unsafe."""
+    if not parent_pid or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("could not ask to be stopped with advex up (errno %d)", ctypes.get_errno())
+    if str(os.getppid()) != parent_pid:  # `up` died before the request took effect
+        log.error("advex up (pid %s) is gone; not starting", parent_pid)
+        raise SystemExit(1)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -34,7 +34,8 @@ class GatewayConfig:
     # unreachable or timing out) makes it FAILED.
     max_attempts: int = 3
     # Wait before the next run after a transient failure; doubles each time
-    # (5 s, 10 s, ...), so a service restarting gets a chance to come back.
+    # (5 s, 10 s, ... at most 300 s), so a service restarting gets a chance to
+    # come back.
     retry_backoff_seconds: float = 5.0
     # Open WatchEvaluation streams; each holds a server thread, so they are
     # capped to keep threads for every other call (health checks included).

@@ -14,12 +14,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from advex.core.errors import FailedPrecondition
 from advex.core.resources import new_id
+from advex.core.sql import create_engine
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
@@ -66,9 +66,13 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
 )
 
-# Each entry migrates from version i to i+1. Version 1 is the table above as
-# created by create_all; later changes append ALTER statements here.
-MIGRATIONS: list[Sequence[str]] = []
+# An empty database gets the tables above as they are now (create_all) and
+# the latest version. An older one is brought up to date by these entries:
+# entry i migrates version i+1 to i+2. Portable SQL only (SQLite, PostgreSQL).
+MIGRATIONS: list[Sequence[str]] = [
+    # 2: backoff before retrying after a transient failure.
+    ["ALTER TABLE evaluations ADD COLUMN retry_after FLOAT"],
+]
 _MIGRATION_LOCK_KEY = 0x61647665  # "adve": any constant shared by all gateways
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
@@ -129,21 +133,7 @@ class JobStore:
     changed: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def __post_init__(self) -> None:
-        if self.database_url in ("sqlite://", "sqlite:///:memory:"):
-            # Evaluations must outlive the process, and an in-memory database
-            # is one connection that the gateway's threads would share (one
-            # thread's rollback undoing another's write).
-            raise ValueError(
-                f"ADVEX_DATABASE_URL={self.database_url} is an in-memory database: evaluations would be lost on "
-                "restart. Use a file (sqlite:///var/gateway.db) or PostgreSQL (postgresql+psycopg://...)"
-            )
-        if self.database_url.startswith("sqlite:///") and not self.database_url.startswith("sqlite:///:memory:"):
-            Path(self.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(self.database_url, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            # Workers, watchers and RPC threads write concurrently; wait for
-            # the lock instead of failing with "database is locked".
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine = create_engine(self.database_url, "ADVEX_DATABASE_URL")
         self._migrate()
 
     def _migrate(self) -> None:
@@ -385,10 +375,3 @@ def _held_by(evaluation_id: str, worker: str):
         evaluations.c.claimed_by == worker,
         evaluations.c.state == RUNNING,
     )
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()

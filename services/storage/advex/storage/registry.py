@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from advex.storage.verify import DatasetSummary, ModelSummary
 
@@ -55,14 +54,6 @@ class ArtifactRecord:
     summary: ModelSummary | DatasetSummary | None
     create_time: datetime
     update_time: datetime
-
-
-def create_engine(url: str) -> Engine:
-    """An engine for `url`; a SQLite file gets its folder created first."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return sa.create_engine(url, pool_pre_ping=True)
 
 
 def _encode_summary(summary: ModelSummary | DatasetSummary | None) -> str | None:

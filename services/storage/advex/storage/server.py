@@ -14,7 +14,8 @@ from advex.storage.artifacts import DATASET, MODEL, ArtifactStore, artifact_name
 from advex.storage.config import StorageConfig
 from advex.storage.objects import ObjectStore
 from advex.storage.protos import dataset_summary_proto, model_summary_proto
-from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry, create_engine
+from advex.core.sql import create_engine
+from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry
 from advex.storage.verify import DatasetSummary, ModelSummary
 from advex.v1 import artifact_pb2, artifact_pb2_grpc
 
@@ -120,7 +121,7 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
 
 def create_server(address: str, config: StorageConfig) -> tuple[RunningServer, int]:
     """Connects to SQL and S3, then serves ArtifactService on `address`."""
-    engine = create_engine(config.database_url)
+    engine = create_engine(config.database_url, "ADVEX_STORAGE_DATABASE_URL")
     try:
         objects = ObjectStore(
             config.bucket,
