@@ -97,11 +97,7 @@ def up(var_dir: Path = Path("var")) -> int:
                 break
             # A session of its own: Ctrl-C in the terminal reaches only this
             # process, which then stops the services in order.
-            process = subprocess.Popen(
-                [sys.executable, "-m", f"advex.{name}"],
-                env=env,
-                start_new_session=True,
-            )
+            process = subprocess.Popen([sys.executable, "-m", f"advex.{name}"], env=env, start_new_session=True)
             child = Child(name, addresses[name], process)
             children.append(child)
             _wait_serving(child, timeout=120, stop=stop)

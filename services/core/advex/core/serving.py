@@ -194,9 +194,9 @@ def _ignore_signal(_signum, _frame) -> None:
     """Installed so that the C-level handler records the signal (see StopSignals)."""
 
 
-def serve_until_signalled(running: RunningServer, stop: StopSignals, grace: float = 10.0) -> None:
+def serve_until_signalled(running: RunningServer, stop: StopSignals, name: str, grace: float = 10.0) -> None:
     """Blocks until SIGTERM or SIGINT, then drains and returns."""
-    served = ", ".join(running.service_names)
+    served = f"{name} ({', '.join(running.service_names)})"
     received = stop.wait()
     log.info("%s received %s: draining for up to %.0f s", served, received.name, grace)
     running.stop(grace)
@@ -236,7 +236,7 @@ def run_service(
     details = describe(config)
     log.info("%s serving on port %d%s", name, port, f" ({details})" if details else "")
     try:
-        serve_until_signalled(running, stop)
+        serve_until_signalled(running, stop, name)
     finally:
         stop.close()
 
