@@ -28,3 +28,10 @@ def test_bad_values_name_the_variable(environ, phrase):
     with pytest.raises(ValueError) as error:
         GatewayConfig.from_env(environ)
     assert phrase in str(error.value)
+
+
+def test_retry_backoff_doubles_per_failed_run_and_is_capped():
+    config = GatewayConfig.from_env({"ADVEX_RETRY_BACKOFF_SECONDS": "5"})
+    assert [config.retry_backoff(attempt) for attempt in (1, 2, 3)] == [5, 10, 20]
+    assert config.retry_backoff(30) == 300  # not 5 * 2**29 s
+    assert GatewayConfig(retry_backoff_seconds=0).retry_backoff(3) == 0

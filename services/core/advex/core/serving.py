@@ -224,21 +224,18 @@ def run_service(
     with exit code 2 and one log line saying what to change, not a traceback.
     """
     configure_logging(os.environ.get("ADVEX_LOG_LEVEL", "INFO"))
-    stop = StopSignals()
-    _stop_with_parent(os.environ.get("ADVEX_PARENT_PID"))
-    try:
-        config = config_from_env(os.environ)
-        running, port = create_server(config.address, config)
-    except (ValueError, OSError) as exc:
-        log.debug("start-up failed", exc_info=True)  # the trace, should the message not say enough
-        log.error("%s cannot start: %s", name, exc)
-        raise SystemExit(2) from None
-    details = describe(config)
-    log.info("%s serving on port %d%s", name, port, f" ({details})" if details else "")
-    try:
+    with StopSignals() as stop:
+        _stop_with_parent(os.environ.get("ADVEX_PARENT_PID"))
+        try:
+            config = config_from_env(os.environ)
+            running, port = create_server(config.address, config)
+        except (ValueError, OSError) as exc:
+            log.debug("start-up failed", exc_info=True)  # the trace, should the message not say enough
+            log.error("%s cannot start: %s", name, exc)
+            raise SystemExit(2) from None
+        details = describe(config)
+        log.info("%s serving on port %d%s", name, port, f" ({details})" if details else "")
         serve_until_signalled(running, stop, name)
-    finally:
-        stop.close()
 
 
 def _stop_with_parent(parent_pid: str | None) -> None:

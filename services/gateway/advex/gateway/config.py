@@ -14,6 +14,9 @@ def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+MAX_RETRY_BACKOFF_SECONDS = 300.0
+
+
 @dataclass
 class GatewayConfig:
     address: str = "127.0.0.1:50051"
@@ -33,9 +36,7 @@ class GatewayConfig:
     # Runs of one evaluation before a transient failure (a backend service
     # unreachable or timing out) makes it FAILED.
     max_attempts: int = 3
-    # Wait before the next run after a transient failure; doubles each time
-    # (5 s, 10 s, ... at most 300 s), so a service restarting gets a chance to
-    # come back.
+    # Wait before the next run after a transient failure; see retry_backoff.
     retry_backoff_seconds: float = 5.0
     # Open WatchEvaluation streams; each holds a server thread, so they are
     # capped to keep threads for every other call (health checks included).
@@ -49,6 +50,13 @@ class GatewayConfig:
                 f"ADVEX_POLL_SECONDS ({self.poll_seconds:g}) must be > 0 and at most a third of "
                 f"ADVEX_LEASE_SECONDS ({self.lease_seconds:g}), so a lease is renewed before it lapses"
             )
+
+    def retry_backoff(self, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th run failed transiently:
+        doubling (5 s, 10 s, ...) so a restarting service gets a chance to come
+        back, and never more than MAX_RETRY_BACKOFF_SECONDS however many runs
+        are allowed."""
+        return min(self.retry_backoff_seconds * 2 ** (attempts - 1), MAX_RETRY_BACKOFF_SECONDS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "GatewayConfig":

@@ -54,8 +54,6 @@ COMPATIBILITY_TIMEOUT_S = 600.0
 # Codes after which the same evaluation may well succeed on another try (a
 # replica restarting, a network blip): the evaluation is queued again.
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-# However many attempts are allowed, one wait never exceeds this.
-MAX_RETRY_BACKOFF_S = 300.0
 
 
 @dataclass
@@ -210,7 +208,7 @@ class EvaluationRunner:
         if mapped is None:
             log.error("evaluation %s failed at %s", row.id, run.stage, exc_info=exc)
         if mapped and mapped[0] in TRANSIENT and row.attempts < self.config.max_attempts:
-            backoff = min(self.config.retry_backoff_seconds * 2 ** (row.attempts - 1), MAX_RETRY_BACKOFF_S)
+            backoff = self.config.retry_backoff(row.attempts)
             log.warning(
                 "evaluation %s: %s at %s; queued again in %.1f s (attempt %d of %d)",
                 row.id, mapped[0].name, run.stage, backoff, row.attempts, self.config.max_attempts,
