@@ -27,7 +27,7 @@ test: venv
 # Regenerates the committed stubs from protos/ with the pinned grpcio-tools.
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
-		--grpc_python_out=protos protos/advex/v1/*.proto
+		--grpc_python_out=protos protos/advex/v1/*.proto protos/advex/internal/v1/*.proto
 
 # CI: fails when the committed stubs differ from what `make proto` makes.
 check-proto: proto

@@ -15,6 +15,7 @@ class ArtifactKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ARTIFACT_KIND_UNSPECIFIED: _ClassVar[ArtifactKind]
     ARTIFACT_KIND_MODEL: _ClassVar[ArtifactKind]
     ARTIFACT_KIND_DATASET: _ClassVar[ArtifactKind]
+    ARTIFACT_KIND_PATTERN: _ClassVar[ArtifactKind]
 
 class ArtifactState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -25,6 +26,7 @@ class ArtifactState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 ARTIFACT_KIND_UNSPECIFIED: ArtifactKind
 ARTIFACT_KIND_MODEL: ArtifactKind
 ARTIFACT_KIND_DATASET: ArtifactKind
+ARTIFACT_KIND_PATTERN: ArtifactKind
 ARTIFACT_STATE_UNSPECIFIED: ArtifactState
 ARTIFACT_STATE_PENDING_UPLOAD: ArtifactState
 ARTIFACT_STATE_READY: ArtifactState
@@ -46,6 +48,18 @@ class DatasetSummary(_message.Message):
     class_names: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, samples: _Optional[int] = ..., image_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., min_label: _Optional[int] = ..., max_label: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class PatternSummary(_message.Message):
+    __slots__ = ("pattern_shape", "mask_shape", "min_value", "max_value")
+    PATTERN_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    MASK_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    MIN_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_VALUE_FIELD_NUMBER: _ClassVar[int]
+    pattern_shape: _containers.RepeatedScalarFieldContainer[int]
+    mask_shape: _containers.RepeatedScalarFieldContainer[int]
+    min_value: float
+    max_value: float
+    def __init__(self, pattern_shape: _Optional[_Iterable[int]] = ..., mask_shape: _Optional[_Iterable[int]] = ..., min_value: _Optional[float] = ..., max_value: _Optional[float] = ...) -> None: ...
+
 class ModelSummary(_message.Message):
     __slots__ = ("keras_version", "model_class", "layer_count")
     KERAS_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -57,7 +71,7 @@ class ModelSummary(_message.Message):
     def __init__(self, keras_version: _Optional[str] = ..., model_class: _Optional[str] = ..., layer_count: _Optional[int] = ...) -> None: ...
 
 class Artifact(_message.Message):
-    __slots__ = ("name", "kind", "display_name", "state", "size_bytes", "sha256", "rejection_reason", "create_time", "update_time", "dataset", "model")
+    __slots__ = ("name", "kind", "display_name", "state", "size_bytes", "sha256", "rejection_reason", "create_time", "update_time", "dataset", "model", "pattern")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +83,7 @@ class Artifact(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: ArtifactKind
     display_name: str
@@ -80,7 +95,8 @@ class Artifact(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     dataset: DatasetSummary
     model: ModelSummary
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ArtifactKind, str]] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[ArtifactState, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., rejection_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dataset: _Optional[_Union[DatasetSummary, _Mapping]] = ..., model: _Optional[_Union[ModelSummary, _Mapping]] = ...) -> None: ...
+    pattern: PatternSummary
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ArtifactKind, str]] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[ArtifactState, str]] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., rejection_reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dataset: _Optional[_Union[DatasetSummary, _Mapping]] = ..., model: _Optional[_Union[ModelSummary, _Mapping]] = ..., pattern: _Optional[_Union[PatternSummary, _Mapping]] = ...) -> None: ...
 
 class CreateUploadRequest(_message.Message):
     __slots__ = ("kind", "display_name", "size_bytes", "sha256")

@@ -23,47 +23,52 @@ _sym_db = _symbol_database.Default()
 
 
 from advex.v1 import evasion_pb2 as advex_dot_v1_dot_evasion__pb2
+from advex.v1 import poisoning_pb2 as advex_dot_v1_dot_poisoning__pb2
 from advex.v1 import report_pb2 as advex_dot_v1_dot_report__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61\x64vex/v1/evaluation.proto\x12\x08\x61\x64vex.v1\x1a\x16\x61\x64vex/v1/evasion.proto\x1a\x15\x61\x64vex/v1/report.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x08Progress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\r\n\x05stage\x18\x03 \x01(\t\"\xe0\x03\n\nEvaluation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.advex.v1.EvaluationState\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12%\n\x07\x61ttacks\x18\x06 \x03(\x0b\x32\x14.advex.v1.AttackSpec\x12\x10\n\x08\x63lip_min\x18\x07 \x01(\x01\x12\x10\n\x08\x63lip_max\x18\x08 \x01(\x01\x12\x13\n\x0bmax_samples\x18\t \x01(\x03\x12$\n\x08progress\x18\n \x01(\x0b\x32\x12.advex.v1.Progress\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07samples\x18\x10 \x01(\x03\"\xd3\x01\n\x17\x43reateEvaluationRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12%\n\x07\x61ttacks\x18\x03 \x03(\x0b\x32\x14.advex.v1.AttackSpec\x12\x15\n\x08\x63lip_min\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x63lip_max\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bmax_samples\x18\x06 \x01(\x03\x12\x14\n\x0c\x64isplay_name\x18\x07 \x01(\tB\x0b\n\t_clip_minB\x0b\n\t_clip_max\"D\n\x18\x43reateEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\"$\n\x14GetEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x15GetEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\"?\n\x16ListEvaluationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x17ListEvaluationsResponse\x12)\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x14.advex.v1.Evaluation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16WatchEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x17WatchEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\"\'\n\x17\x43\x61ncelEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x18\x43\x61ncelEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\" \n\x10GetReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x11GetReportResponse\x12 \n\x06report\x18\x01 \x01(\x0b\x32\x10.advex.v1.Report*\xcb\x01\n\x0f\x45valuationState\x12 \n\x1c\x45VALUATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VALUATION_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x45VALUATION_STATE_RUNNING\x10\x02\x12\x1e\n\x1a\x45VALUATION_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45VALUATION_STATE_FAILED\x10\x04\x12\x1e\n\x1a\x45VALUATION_STATE_CANCELLED\x10\x05\x32\x93\x04\n\x11\x45valuationService\x12Y\n\x10\x43reateEvaluation\x12!.advex.v1.CreateEvaluationRequest\x1a\".advex.v1.CreateEvaluationResponse\x12P\n\rGetEvaluation\x12\x1e.advex.v1.GetEvaluationRequest\x1a\x1f.advex.v1.GetEvaluationResponse\x12V\n\x0fListEvaluations\x12 .advex.v1.ListEvaluationsRequest\x1a!.advex.v1.ListEvaluationsResponse\x12X\n\x0fWatchEvaluation\x12 .advex.v1.WatchEvaluationRequest\x1a!.advex.v1.WatchEvaluationResponse0\x01\x12Y\n\x10\x43\x61ncelEvaluation\x12!.advex.v1.CancelEvaluationRequest\x1a\".advex.v1.CancelEvaluationResponse\x12\x44\n\tGetReport\x12\x1a.advex.v1.GetReportRequest\x1a\x1b.advex.v1.GetReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61\x64vex/v1/evaluation.proto\x12\x08\x61\x64vex.v1\x1a\x16\x61\x64vex/v1/evasion.proto\x1a\x18\x61\x64vex/v1/poisoning.proto\x1a\x15\x61\x64vex/v1/report.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x08Progress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\r\n\x05stage\x18\x03 \x01(\t\"\xa2\x04\n\nEvaluation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.advex.v1.EvaluationState\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08\x63lip_min\x18\x07 \x01(\x01\x12\x10\n\x08\x63lip_max\x18\x08 \x01(\x01\x12$\n\x08progress\x18\n \x01(\x0b\x32\x12.advex.v1.Progress\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07\x65vasion\x18\x11 \x01(\x0b\x32\x15.advex.v1.EvasionSpecH\x00\x12,\n\tpoisoning\x18\x12 \x01(\x0b\x32\x17.advex.v1.PoisoningSpecH\x00\x42\x06\n\x04specJ\x04\x08\x05\x10\x06J\x04\x08\x06\x10\x07J\x04\x08\t\x10\nJ\x04\x08\x10\x10\x11R\x07\x64\x61tasetR\x07\x61ttacksR\x0bmax_samplesR\x07samples\"\x97\x02\n\x17\x43reateEvaluationRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\x08\x63lip_min\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08\x63lip_max\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x14\n\x0c\x64isplay_name\x18\x07 \x01(\t\x12(\n\x07\x65vasion\x18\x08 \x01(\x0b\x32\x15.advex.v1.EvasionSpecH\x00\x12,\n\tpoisoning\x18\t \x01(\x0b\x32\x17.advex.v1.PoisoningSpecH\x00\x42\x06\n\x04specB\x0b\n\t_clip_minB\x0b\n\t_clip_maxJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04J\x04\x08\x06\x10\x07R\x07\x64\x61tasetR\x07\x61ttacksR\x0bmax_samples\"D\n\x18\x43reateEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\"$\n\x14GetEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x15GetEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\"?\n\x16ListEvaluationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x17ListEvaluationsResponse\x12)\n\x0b\x65valuations\x18\x01 \x03(\x0b\x32\x14.advex.v1.Evaluation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16WatchEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x17WatchEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\"\'\n\x17\x43\x61ncelEvaluationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x18\x43\x61ncelEvaluationResponse\x12(\n\nevaluation\x18\x01 \x01(\x0b\x32\x14.advex.v1.Evaluation\" \n\x10GetReportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"5\n\x11GetReportResponse\x12 \n\x06report\x18\x01 \x01(\x0b\x32\x10.advex.v1.Report\"?\n\x19StreamPoisonedDataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cpoison_count\x18\x02 \x01(\x03\"H\n\x1aStreamPoisonedDataResponse\x12*\n\x05piece\x18\x01 \x01(\x0b\x32\x1b.advex.v1.PoisonedDataPiece*\xcb\x01\n\x0f\x45valuationState\x12 \n\x1c\x45VALUATION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VALUATION_STATE_QUEUED\x10\x01\x12\x1c\n\x18\x45VALUATION_STATE_RUNNING\x10\x02\x12\x1e\n\x1a\x45VALUATION_STATE_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45VALUATION_STATE_FAILED\x10\x04\x12\x1e\n\x1a\x45VALUATION_STATE_CANCELLED\x10\x05\x32\xf6\x04\n\x11\x45valuationService\x12Y\n\x10\x43reateEvaluation\x12!.advex.v1.CreateEvaluationRequest\x1a\".advex.v1.CreateEvaluationResponse\x12P\n\rGetEvaluation\x12\x1e.advex.v1.GetEvaluationRequest\x1a\x1f.advex.v1.GetEvaluationResponse\x12V\n\x0fListEvaluations\x12 .advex.v1.ListEvaluationsRequest\x1a!.advex.v1.ListEvaluationsResponse\x12X\n\x0fWatchEvaluation\x12 .advex.v1.WatchEvaluationRequest\x1a!.advex.v1.WatchEvaluationResponse0\x01\x12Y\n\x10\x43\x61ncelEvaluation\x12!.advex.v1.CancelEvaluationRequest\x1a\".advex.v1.CancelEvaluationResponse\x12\x44\n\tGetReport\x12\x1a.advex.v1.GetReportRequest\x1a\x1b.advex.v1.GetReportResponse\x12\x61\n\x12StreamPoisonedData\x12#.advex.v1.StreamPoisonedDataRequest\x1a$.advex.v1.StreamPoisonedDataResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'advex.v1.evaluation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVALUATIONSTATE']._serialized_start=1517
-  _globals['_EVALUATIONSTATE']._serialized_end=1720
-  _globals['_PROGRESS']._serialized_start=119
-  _globals['_PROGRESS']._serialized_end=173
-  _globals['_EVALUATION']._serialized_start=176
-  _globals['_EVALUATION']._serialized_end=656
-  _globals['_CREATEEVALUATIONREQUEST']._serialized_start=659
-  _globals['_CREATEEVALUATIONREQUEST']._serialized_end=870
-  _globals['_CREATEEVALUATIONRESPONSE']._serialized_start=872
-  _globals['_CREATEEVALUATIONRESPONSE']._serialized_end=940
-  _globals['_GETEVALUATIONREQUEST']._serialized_start=942
-  _globals['_GETEVALUATIONREQUEST']._serialized_end=978
-  _globals['_GETEVALUATIONRESPONSE']._serialized_start=980
-  _globals['_GETEVALUATIONRESPONSE']._serialized_end=1045
-  _globals['_LISTEVALUATIONSREQUEST']._serialized_start=1047
-  _globals['_LISTEVALUATIONSREQUEST']._serialized_end=1110
-  _globals['_LISTEVALUATIONSRESPONSE']._serialized_start=1112
-  _globals['_LISTEVALUATIONSRESPONSE']._serialized_end=1205
-  _globals['_WATCHEVALUATIONREQUEST']._serialized_start=1207
-  _globals['_WATCHEVALUATIONREQUEST']._serialized_end=1245
-  _globals['_WATCHEVALUATIONRESPONSE']._serialized_start=1247
-  _globals['_WATCHEVALUATIONRESPONSE']._serialized_end=1314
-  _globals['_CANCELEVALUATIONREQUEST']._serialized_start=1316
-  _globals['_CANCELEVALUATIONREQUEST']._serialized_end=1355
-  _globals['_CANCELEVALUATIONRESPONSE']._serialized_start=1357
-  _globals['_CANCELEVALUATIONRESPONSE']._serialized_end=1425
-  _globals['_GETREPORTREQUEST']._serialized_start=1427
-  _globals['_GETREPORTREQUEST']._serialized_end=1459
-  _globals['_GETREPORTRESPONSE']._serialized_start=1461
-  _globals['_GETREPORTRESPONSE']._serialized_end=1514
-  _globals['_EVALUATIONSERVICE']._serialized_start=1723
-  _globals['_EVALUATIONSERVICE']._serialized_end=2254
+  _globals['_EVALUATIONSTATE']._serialized_start=1816
+  _globals['_EVALUATIONSTATE']._serialized_end=2019
+  _globals['_PROGRESS']._serialized_start=145
+  _globals['_PROGRESS']._serialized_end=199
+  _globals['_EVALUATION']._serialized_start=202
+  _globals['_EVALUATION']._serialized_end=748
+  _globals['_CREATEEVALUATIONREQUEST']._serialized_start=751
+  _globals['_CREATEEVALUATIONREQUEST']._serialized_end=1030
+  _globals['_CREATEEVALUATIONRESPONSE']._serialized_start=1032
+  _globals['_CREATEEVALUATIONRESPONSE']._serialized_end=1100
+  _globals['_GETEVALUATIONREQUEST']._serialized_start=1102
+  _globals['_GETEVALUATIONREQUEST']._serialized_end=1138
+  _globals['_GETEVALUATIONRESPONSE']._serialized_start=1140
+  _globals['_GETEVALUATIONRESPONSE']._serialized_end=1205
+  _globals['_LISTEVALUATIONSREQUEST']._serialized_start=1207
+  _globals['_LISTEVALUATIONSREQUEST']._serialized_end=1270
+  _globals['_LISTEVALUATIONSRESPONSE']._serialized_start=1272
+  _globals['_LISTEVALUATIONSRESPONSE']._serialized_end=1365
+  _globals['_WATCHEVALUATIONREQUEST']._serialized_start=1367
+  _globals['_WATCHEVALUATIONREQUEST']._serialized_end=1405
+  _globals['_WATCHEVALUATIONRESPONSE']._serialized_start=1407
+  _globals['_WATCHEVALUATIONRESPONSE']._serialized_end=1474
+  _globals['_CANCELEVALUATIONREQUEST']._serialized_start=1476
+  _globals['_CANCELEVALUATIONREQUEST']._serialized_end=1515
+  _globals['_CANCELEVALUATIONRESPONSE']._serialized_start=1517
+  _globals['_CANCELEVALUATIONRESPONSE']._serialized_end=1585
+  _globals['_GETREPORTREQUEST']._serialized_start=1587
+  _globals['_GETREPORTREQUEST']._serialized_end=1619
+  _globals['_GETREPORTRESPONSE']._serialized_start=1621
+  _globals['_GETREPORTRESPONSE']._serialized_end=1674
+  _globals['_STREAMPOISONEDDATAREQUEST']._serialized_start=1676
+  _globals['_STREAMPOISONEDDATAREQUEST']._serialized_end=1739
+  _globals['_STREAMPOISONEDDATARESPONSE']._serialized_start=1741
+  _globals['_STREAMPOISONEDDATARESPONSE']._serialized_end=1813
+  _globals['_EVALUATIONSERVICE']._serialized_start=2022
+  _globals['_EVALUATIONSERVICE']._serialized_end=2652
 # @@protoc_insertion_point(module_scope)

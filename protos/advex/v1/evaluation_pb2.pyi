@@ -1,6 +1,7 @@
 import datetime
 
 from advex.v1 import evasion_pb2 as _evasion_pb2
+from advex.v1 import poisoning_pb2 as _poisoning_pb2
 from advex.v1 import report_pb2 as _report_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -38,58 +39,52 @@ class Progress(_message.Message):
     def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("name", "display_name", "state", "model", "dataset", "attacks", "clip_min", "clip_max", "max_samples", "progress", "error", "create_time", "start_time", "end_time", "update_time", "samples")
+    __slots__ = ("name", "display_name", "state", "model", "clip_min", "clip_max", "progress", "error", "create_time", "start_time", "end_time", "update_time", "evasion", "poisoning")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
-    DATASET_FIELD_NUMBER: _ClassVar[int]
-    ATTACKS_FIELD_NUMBER: _ClassVar[int]
     CLIP_MIN_FIELD_NUMBER: _ClassVar[int]
     CLIP_MAX_FIELD_NUMBER: _ClassVar[int]
-    MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
-    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    EVASION_FIELD_NUMBER: _ClassVar[int]
+    POISONING_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: EvaluationState
     model: str
-    dataset: str
-    attacks: _containers.RepeatedCompositeFieldContainer[_evasion_pb2.AttackSpec]
     clip_min: float
     clip_max: float
-    max_samples: int
     progress: Progress
     error: str
     create_time: _timestamp_pb2.Timestamp
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    samples: int
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model: _Optional[str] = ..., dataset: _Optional[str] = ..., attacks: _Optional[_Iterable[_Union[_evasion_pb2.AttackSpec, _Mapping]]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., max_samples: _Optional[int] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., samples: _Optional[int] = ...) -> None: ...
+    evasion: _evasion_pb2.EvasionSpec
+    poisoning: _poisoning_pb2.PoisoningSpec
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[EvaluationState, str]] = ..., model: _Optional[str] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., evasion: _Optional[_Union[_evasion_pb2.EvasionSpec, _Mapping]] = ..., poisoning: _Optional[_Union[_poisoning_pb2.PoisoningSpec, _Mapping]] = ...) -> None: ...
 
 class CreateEvaluationRequest(_message.Message):
-    __slots__ = ("model", "dataset", "attacks", "clip_min", "clip_max", "max_samples", "display_name")
+    __slots__ = ("model", "clip_min", "clip_max", "display_name", "evasion", "poisoning")
     MODEL_FIELD_NUMBER: _ClassVar[int]
-    DATASET_FIELD_NUMBER: _ClassVar[int]
-    ATTACKS_FIELD_NUMBER: _ClassVar[int]
     CLIP_MIN_FIELD_NUMBER: _ClassVar[int]
     CLIP_MAX_FIELD_NUMBER: _ClassVar[int]
-    MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    EVASION_FIELD_NUMBER: _ClassVar[int]
+    POISONING_FIELD_NUMBER: _ClassVar[int]
     model: str
-    dataset: str
-    attacks: _containers.RepeatedCompositeFieldContainer[_evasion_pb2.AttackSpec]
     clip_min: float
     clip_max: float
-    max_samples: int
     display_name: str
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., attacks: _Optional[_Iterable[_Union[_evasion_pb2.AttackSpec, _Mapping]]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., max_samples: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+    evasion: _evasion_pb2.EvasionSpec
+    poisoning: _poisoning_pb2.PoisoningSpec
+    def __init__(self, model: _Optional[str] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., display_name: _Optional[str] = ..., evasion: _Optional[_Union[_evasion_pb2.EvasionSpec, _Mapping]] = ..., poisoning: _Optional[_Union[_poisoning_pb2.PoisoningSpec, _Mapping]] = ...) -> None: ...
 
 class CreateEvaluationResponse(_message.Message):
     __slots__ = ("evaluation",)
@@ -160,3 +155,17 @@ class GetReportResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: _report_pb2.Report
     def __init__(self, report: _Optional[_Union[_report_pb2.Report, _Mapping]] = ...) -> None: ...
+
+class StreamPoisonedDataRequest(_message.Message):
+    __slots__ = ("name", "poison_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POISON_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    poison_count: int
+    def __init__(self, name: _Optional[str] = ..., poison_count: _Optional[int] = ...) -> None: ...
+
+class StreamPoisonedDataResponse(_message.Message):
+    __slots__ = ("piece",)
+    PIECE_FIELD_NUMBER: _ClassVar[int]
+    piece: _poisoning_pb2.PoisonedDataPiece
+    def __init__(self, piece: _Optional[_Union[_poisoning_pb2.PoisonedDataPiece, _Mapping]] = ...) -> None: ...

@@ -65,6 +65,11 @@ class EvaluationServiceStub:
                 request_serializer=advex_dot_v1_dot_evaluation__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=advex_dot_v1_dot_evaluation__pb2.GetReportResponse.FromString,
                 _registered_method=True)
+        self.StreamPoisonedData = channel.unary_stream(
+                '/advex.v1.EvaluationService/StreamPoisonedData',
+                request_serializer=advex_dot_v1_dot_evaluation__pb2.StreamPoisonedDataRequest.SerializeToString,
+                response_deserializer=advex_dot_v1_dot_evaluation__pb2.StreamPoisonedDataResponse.FromString,
+                _registered_method=True)
 
 
 class EvaluationServiceServicer:
@@ -113,6 +118,15 @@ class EvaluationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamPoisonedData(self, request, context):
+        """The poisoned training set of one count of a poisoning evaluation, made
+        afresh from its spec (any state but a failed validation), in messages
+        of at most 1 MiB.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvaluationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +159,11 @@ def add_EvaluationServiceServicer_to_server(servicer, server):
                     servicer.GetReport,
                     request_deserializer=advex_dot_v1_dot_evaluation__pb2.GetReportRequest.FromString,
                     response_serializer=advex_dot_v1_dot_evaluation__pb2.GetReportResponse.SerializeToString,
+            ),
+            'StreamPoisonedData': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamPoisonedData,
+                    request_deserializer=advex_dot_v1_dot_evaluation__pb2.StreamPoisonedDataRequest.FromString,
+                    response_serializer=advex_dot_v1_dot_evaluation__pb2.StreamPoisonedDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +329,33 @@ class EvaluationService:
             '/advex.v1.EvaluationService/GetReport',
             advex_dot_v1_dot_evaluation__pb2.GetReportRequest.SerializeToString,
             advex_dot_v1_dot_evaluation__pb2.GetReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPoisonedData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/advex.v1.EvaluationService/StreamPoisonedData',
+            advex_dot_v1_dot_evaluation__pb2.StreamPoisonedDataRequest.SerializeToString,
+            advex_dot_v1_dot_evaluation__pb2.StreamPoisonedDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,18 +22,17 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from advex.v1 import tensor_pb2 as advex_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x64vex/v1/evasion.proto\x12\x08\x61\x64vex.v1\x1a\x15\x61\x64vex/v1/tensor.proto\"\xb2\x01\n\nAttackSpec\x12\x0e\n\x06\x61ttack\x18\x01 \x01(\t\x12\x0c\n\x04norm\x18\x02 \x01(\t\x12\x10\n\x03\x65ps\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05steps\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x16\n\tstep_size\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x18\n\x0brandom_init\x18\x06 \x01(\x08H\x03\x88\x01\x01\x42\x06\n\x04_epsB\x08\n\x06_stepsB\x0c\n\n_step_sizeB\x0e\n\x0c_random_init\"\xaf\x02\n\x0e\x45vasionRecords\x12\x14\n\x0c\x66irst_sample\x18\x01 \x01(\x03\x12 \n\x06labels\x18\x02 \x01(\x0b\x32\x10.advex.v1.Tensor\x12-\n\x13\x63lean_probabilities\x18\x03 \x01(\x0b\x32\x10.advex.v1.Tensor\x12\x33\n\x19\x61\x64versarial_probabilities\x18\x04 \x01(\x0b\x32\x10.advex.v1.Tensor\x12+\n\x11perturbation_linf\x18\x05 \x01(\x0b\x32\x10.advex.v1.Tensor\x12)\n\x0fperturbation_l2\x18\x06 \x01(\x0b\x32\x10.advex.v1.Tensor\x12)\n\x0fperturbation_l0\x18\x07 \x01(\x0b\x32\x10.advex.v1.Tensorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x64vex/v1/evasion.proto\x12\x08\x61\x64vex.v1\"\xb2\x01\n\nAttackSpec\x12\x0e\n\x06\x61ttack\x18\x01 \x01(\t\x12\x0c\n\x04norm\x18\x02 \x01(\t\x12\x10\n\x03\x65ps\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05steps\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x16\n\tstep_size\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x18\n\x0brandom_init\x18\x06 \x01(\x08H\x03\x88\x01\x01\x42\x06\n\x04_epsB\x08\n\x06_stepsB\x0c\n\n_step_sizeB\x0e\n\x0c_random_init\"k\n\x0b\x45vasionSpec\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12%\n\x07\x61ttacks\x18\x02 \x03(\x0b\x32\x14.advex.v1.AttackSpec\x12\x13\n\x0bmax_samples\x18\x03 \x01(\x03\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'advex.v1.evasion_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTACKSPEC']._serialized_start=60
-  _globals['_ATTACKSPEC']._serialized_end=238
-  _globals['_EVASIONRECORDS']._serialized_start=241
-  _globals['_EVASIONRECORDS']._serialized_end=544
+  _globals['_ATTACKSPEC']._serialized_start=37
+  _globals['_ATTACKSPEC']._serialized_end=215
+  _globals['_EVASIONSPEC']._serialized_start=217
+  _globals['_EVASIONSPEC']._serialized_end=324
 # @@protoc_insertion_point(module_scope)

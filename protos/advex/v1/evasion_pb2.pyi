@@ -1,7 +1,7 @@
-from advex.v1 import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -22,20 +22,14 @@ class AttackSpec(_message.Message):
     random_init: bool
     def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., random_init: _Optional[bool] = ...) -> None: ...
 
-class EvasionRecords(_message.Message):
-    __slots__ = ("first_sample", "labels", "clean_probabilities", "adversarial_probabilities", "perturbation_linf", "perturbation_l2", "perturbation_l0")
-    FIRST_SAMPLE_FIELD_NUMBER: _ClassVar[int]
-    LABELS_FIELD_NUMBER: _ClassVar[int]
-    CLEAN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
-    ADVERSARIAL_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
-    PERTURBATION_LINF_FIELD_NUMBER: _ClassVar[int]
-    PERTURBATION_L2_FIELD_NUMBER: _ClassVar[int]
-    PERTURBATION_L0_FIELD_NUMBER: _ClassVar[int]
-    first_sample: int
-    labels: _tensor_pb2.Tensor
-    clean_probabilities: _tensor_pb2.Tensor
-    adversarial_probabilities: _tensor_pb2.Tensor
-    perturbation_linf: _tensor_pb2.Tensor
-    perturbation_l2: _tensor_pb2.Tensor
-    perturbation_l0: _tensor_pb2.Tensor
-    def __init__(self, first_sample: _Optional[int] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., clean_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., adversarial_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_linf: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_l2: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_l0: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+class EvasionSpec(_message.Message):
+    __slots__ = ("dataset", "attacks", "max_samples", "samples")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    attacks: _containers.RepeatedCompositeFieldContainer[AttackSpec]
+    max_samples: int
+    samples: int
+    def __init__(self, dataset: _Optional[str] = ..., attacks: _Optional[_Iterable[_Union[AttackSpec, _Mapping]]] = ..., max_samples: _Optional[int] = ..., samples: _Optional[int] = ...) -> None: ...

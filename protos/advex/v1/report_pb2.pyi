@@ -1,3 +1,4 @@
+from advex.v1 import poisoning_pb2 as _poisoning_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -7,36 +8,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Report(_message.Message):
-    __slots__ = ("name", "state", "samples", "clean_accuracy", "model", "dataset", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean", "clip_min", "clip_max")
+    __slots__ = ("name", "state", "model", "dataset", "clip_min", "clip_max", "evasion", "poisoning")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
-    SAMPLES_FIELD_NUMBER: _ClassVar[int]
-    CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
+    CLIP_MIN_FIELD_NUMBER: _ClassVar[int]
+    CLIP_MAX_FIELD_NUMBER: _ClassVar[int]
+    EVASION_FIELD_NUMBER: _ClassVar[int]
+    POISONING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    model: ArtifactRef
+    dataset: ArtifactRef
+    clip_min: float
+    clip_max: float
+    evasion: EvasionReport
+    poisoning: PoisoningReport
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., evasion: _Optional[_Union[EvasionReport, _Mapping]] = ..., poisoning: _Optional[_Union[PoisoningReport, _Mapping]] = ...) -> None: ...
+
+class EvasionReport(_message.Message):
+    __slots__ = ("samples", "clean_accuracy", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ATTACKS_FIELD_NUMBER: _ClassVar[int]
     WORST_CASE_FIELD_NUMBER: _ClassVar[int]
     ROBUSTNESS_SCORE_FIELD_NUMBER: _ClassVar[int]
     CURVES_FIELD_NUMBER: _ClassVar[int]
     MEAN_CONFIDENCE_CLEAN_FIELD_NUMBER: _ClassVar[int]
     MEAN_TRUE_CLASS_PROBABILITY_CLEAN_FIELD_NUMBER: _ClassVar[int]
-    CLIP_MIN_FIELD_NUMBER: _ClassVar[int]
-    CLIP_MAX_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    state: str
     samples: int
     clean_accuracy: float
-    model: ArtifactRef
-    dataset: ArtifactRef
     attacks: _containers.RepeatedCompositeFieldContainer[AttackResult]
     worst_case: _containers.RepeatedCompositeFieldContainer[WorstCase]
     robustness_score: float
     curves: _containers.RepeatedCompositeFieldContainer[RobustnessCurve]
     mean_confidence_clean: float
     mean_true_class_probability_clean: float
-    clip_min: float
-    clip_max: float
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., samples: _Optional[int] = ..., clean_accuracy: _Optional[float] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., attacks: _Optional[_Iterable[_Union[AttackResult, _Mapping]]] = ..., worst_case: _Optional[_Iterable[_Union[WorstCase, _Mapping]]] = ..., robustness_score: _Optional[float] = ..., curves: _Optional[_Iterable[_Union[RobustnessCurve, _Mapping]]] = ..., mean_confidence_clean: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ...) -> None: ...
+    def __init__(self, samples: _Optional[int] = ..., clean_accuracy: _Optional[float] = ..., attacks: _Optional[_Iterable[_Union[AttackResult, _Mapping]]] = ..., worst_case: _Optional[_Iterable[_Union[WorstCase, _Mapping]]] = ..., robustness_score: _Optional[float] = ..., curves: _Optional[_Iterable[_Union[RobustnessCurve, _Mapping]]] = ..., mean_confidence_clean: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ...) -> None: ...
 
 class ArtifactRef(_message.Message):
     __slots__ = ("name", "sha256", "display_name")
@@ -123,3 +132,67 @@ class CurvePoint(_message.Message):
     eps: float
     adversarial_accuracy: float
     def __init__(self, eps: _Optional[float] = ..., adversarial_accuracy: _Optional[float] = ...) -> None: ...
+
+class PoisoningReport(_message.Message):
+    __slots__ = ("spec", "training_dataset", "pattern", "training_samples", "test_samples", "source_classes", "pool_samples", "attacked_test_samples", "baseline", "poisoned", "count_at_90_percent_asr")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_DATASET_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TEST_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    POOL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ATTACKED_TEST_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    POISONED_FIELD_NUMBER: _ClassVar[int]
+    COUNT_AT_90_PERCENT_ASR_FIELD_NUMBER: _ClassVar[int]
+    spec: _poisoning_pb2.PoisoningSpec
+    training_dataset: ArtifactRef
+    pattern: ArtifactRef
+    training_samples: int
+    test_samples: int
+    source_classes: _containers.RepeatedScalarFieldContainer[int]
+    pool_samples: int
+    attacked_test_samples: int
+    baseline: PoisonedModelResult
+    poisoned: _containers.RepeatedCompositeFieldContainer[PoisonedModelResult]
+    count_at_90_percent_asr: int
+    def __init__(self, spec: _Optional[_Union[_poisoning_pb2.PoisoningSpec, _Mapping]] = ..., training_dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., pattern: _Optional[_Union[ArtifactRef, _Mapping]] = ..., training_samples: _Optional[int] = ..., test_samples: _Optional[int] = ..., source_classes: _Optional[_Iterable[int]] = ..., pool_samples: _Optional[int] = ..., attacked_test_samples: _Optional[int] = ..., baseline: _Optional[_Union[PoisonedModelResult, _Mapping]] = ..., poisoned: _Optional[_Iterable[_Union[PoisonedModelResult, _Mapping]]] = ..., count_at_90_percent_asr: _Optional[int] = ...) -> None: ...
+
+class PoisonedModelResult(_message.Message):
+    __slots__ = ("poison_count", "poison_fraction", "model", "poisoned_dataset", "clean_accuracy", "clean_accuracy_source", "clean_accuracy_non_source", "clean_accuracy_drop", "attack_success_rate", "triggered_accuracy_source", "triggered_accuracy_non_source", "accuracy_gap", "per_class_accuracy", "successful_samples", "training_seconds", "final_training_loss", "final_training_accuracy")
+    POISON_COUNT_FIELD_NUMBER: _ClassVar[int]
+    POISON_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    POISONED_DATASET_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_ACCURACY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_ACCURACY_NON_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_ACCURACY_DROP_FIELD_NUMBER: _ClassVar[int]
+    ATTACK_SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERED_ACCURACY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERED_ACCURACY_NON_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_GAP_FIELD_NUMBER: _ClassVar[int]
+    PER_CLASS_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    SUCCESSFUL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_TRAINING_LOSS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_TRAINING_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    poison_count: int
+    poison_fraction: float
+    model: ArtifactRef
+    poisoned_dataset: ArtifactRef
+    clean_accuracy: float
+    clean_accuracy_source: float
+    clean_accuracy_non_source: float
+    clean_accuracy_drop: float
+    attack_success_rate: float
+    triggered_accuracy_source: float
+    triggered_accuracy_non_source: float
+    accuracy_gap: float
+    per_class_accuracy: _containers.RepeatedScalarFieldContainer[float]
+    successful_samples: int
+    training_seconds: float
+    final_training_loss: float
+    final_training_accuracy: float
+    def __init__(self, poison_count: _Optional[int] = ..., poison_fraction: _Optional[float] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., poisoned_dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., clean_accuracy: _Optional[float] = ..., clean_accuracy_source: _Optional[float] = ..., clean_accuracy_non_source: _Optional[float] = ..., clean_accuracy_drop: _Optional[float] = ..., attack_success_rate: _Optional[float] = ..., triggered_accuracy_source: _Optional[float] = ..., triggered_accuracy_non_source: _Optional[float] = ..., accuracy_gap: _Optional[float] = ..., per_class_accuracy: _Optional[_Iterable[float]] = ..., successful_samples: _Optional[int] = ..., training_seconds: _Optional[float] = ..., final_training_loss: _Optional[float] = ..., final_training_accuracy: _Optional[float] = ...) -> None: ...
