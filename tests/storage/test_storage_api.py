@@ -24,6 +24,7 @@ from advex.v1 import artifact_pb2
 
 MODEL = artifact_pb2.ARTIFACT_KIND_MODEL
 DATASET = artifact_pb2.ARTIFACT_KIND_DATASET
+PATTERN = artifact_pb2.ARTIFACT_KIND_PATTERN
 READY = artifact_pb2.ARTIFACT_STATE_READY
 REJECTED = artifact_pb2.ARTIFACT_STATE_REJECTED
 PENDING = artifact_pb2.ARTIFACT_STATE_PENDING_UPLOAD
@@ -55,7 +56,7 @@ def assert_rejected(
     artifact = storage.get(name)
     assert artifact.state == REJECTED
     assert phrase in artifact.rejection_reason
-    assert not artifact.HasField("model") and not artifact.HasField("dataset")
+    assert not artifact.HasField("model") and not artifact.HasField("dataset") and not artifact.HasField("pattern")
     assert storage.object_keys() == []
     # Asking again does not re-verify: it says the upload was rejected.
     again = rpc_error(storage.complete, name)
@@ -122,6 +123,52 @@ def test_model_and_dataset_upload_verify_download_list_delete(storage, digits_fi
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert model.name in error.details()
     assert storage.object_keys() == [f"datasets/{dataset.name.split('/')[1]}"]
+
+
+def test_pattern_upload_verify_list_download(storage, small_digits_dataset):
+    pattern = np.zeros((3, 3, 1), np.float32)
+    pattern[::2, ::2] = 1.0
+    mask = np.zeros((3, 3), np.uint8)
+    mask[:2, :2] = 1
+    body = npz_bytes(pattern=pattern, mask=mask)
+    created = storage.upload(PATTERN, body, display_name="corner trigger")
+    assert (created.artifact.kind, created.artifact.state) == (PATTERN, PENDING)
+    artifact = storage.complete(created.artifact.name)
+    assert (artifact.kind, artifact.state, artifact.display_name) == (PATTERN, READY, "corner trigger")
+    assert list(artifact.pattern.pattern_shape) == [3, 3, 1]
+    assert list(artifact.pattern.mask_shape) == [3, 3]
+    assert (artifact.pattern.min_value, artifact.pattern.max_value) == (0.0, 1.0)
+    assert not artifact.HasField("model") and not artifact.HasField("dataset")
+    assert storage.get(artifact.name) == artifact
+    pattern_key = f"patterns/{artifact.name.split('/')[1]}"
+    assert storage.object_keys() == [pattern_key]
+
+    dataset = storage.complete(storage.upload(DATASET, small_digits_dataset.read_bytes()).artifact.name)
+    only_patterns = storage.stub.ListArtifacts(artifact_pb2.ListArtifactsRequest(kind=PATTERN)).artifacts
+    assert [a.name for a in only_patterns] == [artifact.name]
+    assert only_patterns[0].pattern == artifact.pattern
+    only_datasets = storage.stub.ListArtifacts(artifact_pb2.ListArtifactsRequest(kind=DATASET)).artifacts
+    assert [a.name for a in only_datasets] == [dataset.name]
+
+    download = storage.stub.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=artifact.name))
+    assert storage.fetch(download.url) == body
+
+
+@pytest.mark.parametrize(
+    "arrays, phrase",
+    [
+        ({"pattern": np.zeros((3, 3, 1), np.float32), "mask": np.full((3, 3), 1.5)},
+         "mask values span 1.5..1.5 but must lie in 0..1"),
+        ({"pattern": np.zeros((3, 3), np.float32), "mask": np.ones((3, 3))},
+         "pattern has shape (3, 3); it must be (H, W, C): add a channel axis with pattern[..., None]"),
+        ({"pattern": np.array([None] * 9, dtype=object).reshape(3, 3, 1), "mask": np.ones((3, 3))},
+         "array 'pattern' holds Python objects (dtype=object); AdvEx never unpickles"),
+        ({"x": np.zeros((2, 3, 3, 1)), "y": np.zeros(2, np.int64)}, "the .npz has no array 'pattern' or 'mask'"),
+    ],
+)
+def test_bad_pattern_is_rejected_with_the_reason(storage, arrays, phrase):
+    artifact = assert_rejected(storage, npz_bytes(**arrays), PATTERN, phrase)
+    assert artifact.kind == PATTERN
 
 
 def test_concurrent_complete_uploads_agree(storage, small_digits_dataset):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from advex.core.resources import new_id
 from advex.core.sql import create_engine
 from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry
-from advex.storage.verify import DatasetSummary, ModelSummary
+from advex.storage.verify import DatasetSummary, ModelSummary, PatternSummary
 
 
 def record(kind: str = "model", **changes) -> ArtifactRecord:
@@ -82,5 +82,26 @@ def test_sqlite_file_folder_is_created(tmp_path):
     try:
         Registry(engine).insert(record())
         assert path.exists()
+    finally:
+        engine.dispose()
+
+
+def test_every_kind_of_summary_round_trips(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'storage.db'}", "TEST_DATABASE_URL")
+    try:
+        registry = Registry(engine)
+        summaries = {
+            "model": ModelSummary("3.15.1", "Sequential", 6),
+            "dataset": DatasetSummary(3, (8, 8, 1), "float32", 0, 9, ("a", "b")),
+            "pattern": PatternSummary((4, 4, 3), (4, 4), -0.5, 255.0),
+        }
+        for kind, summary in summaries.items():
+            pending = record(kind)
+            registry.insert(pending)
+            assert registry.mark_ready(pending.id, summary)
+            stored = registry.get(pending.id)
+            assert (stored.kind, stored.object_key, stored.summary) == (kind, f"{kind}s/{pending.id}", summary)
+            assert type(stored.summary) is type(summary)
+        assert [r.kind for r in registry.list(10, kind="pattern")] == ["pattern"]
     finally:
         engine.dispose()

@@ -1,11 +1,12 @@
-"""The artifact rules: how an upload becomes a READY model or dataset.
+"""The artifact rules: how an upload becomes a READY model, dataset or
+trigger pattern.
 
 An upload is PUT to a staging key ("uploads/{id}") through a presigned URL.
 CompleteUpload reads that object back, checks size, SHA-256 and format, and
 only then copies exactly the version it checked (by ETag) to the final key
-("models/{id}" or "datasets/{id}"). The presigned PUT URL stays valid until it
-expires, so a later PUT can only ever overwrite the staging key, never the
-verified object that evaluations read.
+("models/{id}", "datasets/{id}" or "patterns/{id}"). The presigned PUT URL
+stays valid until it expires, so a later PUT can only ever overwrite the
+staging key, never the verified object that evaluations read.
 """
 
 from __future__ import annotations
@@ -26,25 +27,29 @@ from advex.storage.protos import summary_wire_size
 from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry
 from advex.storage.verify import (
     DEFAULT_MAX_DATASET_BYTES,
-    DatasetSummary,
-    ModelSummary,
+    Summary,
     VerificationError,
     ZipLimits,
     verify_dataset,
     verify_model,
+    verify_pattern,
 )
 
 log = logging.getLogger(__name__)
 
+# Also the object key prefix: "{kind}s/{id}".
 MODEL = "model"
 DATASET = "dataset"
-_VERIFIERS: dict[str, Callable[[Path, ZipLimits], ModelSummary | DatasetSummary]] = {
+PATTERN = "pattern"
+_VERIFIERS: dict[str, Callable[[Path, ZipLimits], Summary]] = {
     MODEL: verify_model,
     DATASET: verify_dataset,
+    PATTERN: verify_pattern,
 }
 _HOW_TO_SAVE = {
     MODEL: "upload a Keras 3 .keras file saved with model.save('model.keras')",
     DATASET: "upload an .npz saved with numpy.savez('data.npz', x=images, y=labels)",
+    PATTERN: "upload an .npz saved with numpy.savez('trigger.npz', pattern=pattern, mask=mask)",
 }
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_DISPLAY_NAME = 200
@@ -111,6 +116,7 @@ class ArtifactStore:
         self.limits = {
             MODEL: ZipLimits.for_models(max_upload_bytes),
             DATASET: ZipLimits.for_datasets(max_dataset_bytes),
+            PATTERN: ZipLimits.for_patterns(),
         }
         self.upload_url_ttl_s = upload_url_ttl_s
         self.download_url_ttl_s = download_url_ttl_s
@@ -118,7 +124,10 @@ class ArtifactStore:
 
     def create_upload(self, kind: str | None, display_name: str, size_bytes: int, sha256: str) -> UploadTicket:
         if kind not in _VERIFIERS:
-            raise InvalidArgument("kind is required: MODEL for a Keras 3 .keras file or DATASET for an .npz file")
+            raise InvalidArgument(
+                "kind is required: MODEL for a Keras 3 .keras file, DATASET for an .npz of images and labels, "
+                "or PATTERN for an .npz backdoor trigger (pattern and mask)"
+            )
         if len(display_name) > MAX_DISPLAY_NAME:
             raise InvalidArgument(
                 f"display_name is {len(display_name)} characters; at most {MAX_DISPLAY_NAME} are allowed"
@@ -221,7 +230,7 @@ class ArtifactStore:
         log.info("artifact %s (%s, %d bytes) is READY", name, record.kind, record.size_bytes)
         return self._require(record.id, name)
 
-    def _verify(self, record: ArtifactRecord, path: Path) -> ModelSummary | DatasetSummary:
+    def _verify(self, record: ArtifactRecord, path: Path) -> Summary:
         """The file's summary, checked to be sendable as it will be sent."""
         summary = _VERIFIERS[record.kind](path, self.limits[record.kind])
         try:

@@ -7,7 +7,7 @@ summary that cannot be sent never reaches the registry.
 
 from __future__ import annotations
 
-from advex.storage.verify import DatasetSummary, ModelSummary
+from advex.storage.verify import DatasetSummary, ModelSummary, PatternSummary, Summary
 from advex.v1 import artifact_pb2
 
 
@@ -30,11 +30,31 @@ def dataset_summary_proto(summary: DatasetSummary) -> artifact_pb2.DatasetSummar
     )
 
 
-def summary_wire_size(summary: ModelSummary | DatasetSummary) -> int:
+def pattern_summary_proto(summary: PatternSummary) -> artifact_pb2.PatternSummary:
+    return artifact_pb2.PatternSummary(
+        pattern_shape=summary.pattern_shape,
+        mask_shape=summary.mask_shape,
+        min_value=summary.min_value,
+        max_value=summary.max_value,
+    )
+
+
+def set_summary(message: artifact_pb2.Artifact, summary: Summary) -> None:
+    """Puts `summary` in its field of `message`; raises (ValueError,
+    TypeError, ...) if a field does not fit its proto type."""
+    if isinstance(summary, ModelSummary):
+        message.model.CopyFrom(model_summary_proto(summary))
+    elif isinstance(summary, DatasetSummary):
+        message.dataset.CopyFrom(dataset_summary_proto(summary))
+    elif isinstance(summary, PatternSummary):
+        message.pattern.CopyFrom(pattern_summary_proto(summary))
+    else:
+        raise TypeError(f"no Artifact field holds a {type(summary).__name__}")
+
+
+def summary_wire_size(summary: Summary) -> int:
     """Bytes of the serialized summary; raises (ValueError, TypeError, ...)
     if a field does not fit its proto type."""
-    if isinstance(summary, ModelSummary):
-        message = artifact_pb2.Artifact(model=model_summary_proto(summary))
-    else:
-        message = artifact_pb2.Artifact(dataset=dataset_summary_proto(summary))
+    message = artifact_pb2.Artifact()
+    set_summary(message, summary)
     return len(message.SerializeToString())

@@ -14,7 +14,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from advex.storage.verify import DatasetSummary, ModelSummary
+from advex.storage.verify import DatasetSummary, ModelSummary, PatternSummary, Summary
+
+# The key each summary is stored under; the reverse picks the class to decode.
+_SUMMARY_KEYS: dict[type, str] = {ModelSummary: "model", DatasetSummary: "dataset", PatternSummary: "pattern"}
+_SUMMARY_CLASSES = {key: cls for cls, key in _SUMMARY_KEYS.items()}
 
 PENDING_UPLOAD = "PENDING_UPLOAD"
 READY = "READY"
@@ -33,7 +37,7 @@ artifacts = sa.Table(
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("rejection_reason", sa.Text, nullable=False, default=""),
-    # {"model": {...}} or {"dataset": {...}} once READY; what verification learned.
+    # {"model": {...}}, {"dataset": {...}} or {"pattern": {...}} once READY; what verification learned.
     sa.Column("summary", sa.Text, nullable=True),
     sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
     sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
@@ -51,25 +55,22 @@ class ArtifactRecord:
     size_bytes: int
     sha256: str
     rejection_reason: str
-    summary: ModelSummary | DatasetSummary | None
+    summary: Summary | None
     create_time: datetime
     update_time: datetime
 
 
-def _encode_summary(summary: ModelSummary | DatasetSummary | None) -> str | None:
+def _encode_summary(summary: Summary | None) -> str | None:
     if summary is None:
         return None
-    key = "model" if isinstance(summary, ModelSummary) else "dataset"
-    return json.dumps({key: summary.to_json()})
+    return json.dumps({_SUMMARY_KEYS[type(summary)]: summary.to_json()})
 
 
-def _decode_summary(text: str | None) -> ModelSummary | DatasetSummary | None:
+def _decode_summary(text: str | None) -> Summary | None:
     if not text:
         return None
-    data = json.loads(text)
-    if "model" in data:
-        return ModelSummary.from_json(data["model"])
-    return DatasetSummary.from_json(data["dataset"])
+    ((key, value),) = json.loads(text).items()
+    return _SUMMARY_CLASSES[key].from_json(value)
 
 
 def _utc(value: datetime) -> datetime:
@@ -125,7 +126,7 @@ class Registry:
             )
         return result.rowcount == 1
 
-    def mark_ready(self, artifact_id: str, summary: ModelSummary | DatasetSummary) -> bool:
+    def mark_ready(self, artifact_id: str, summary: Summary) -> bool:
         """PENDING_UPLOAD -> READY; False if the artifact was no longer pending."""
         return self._transition(artifact_id, PENDING_UPLOAD, state=READY, summary=_encode_summary(summary))
 

@@ -10,20 +10,23 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from advex.core.resources import encode_page_token
 from advex.core.serving import Registration, RunningServer, run_service, start_server
-from advex.storage.artifacts import DATASET, MODEL, ArtifactStore, artifact_name
+from advex.storage.artifacts import DATASET, MODEL, PATTERN, ArtifactStore, artifact_name
 from advex.storage.config import StorageConfig
 from advex.storage.objects import ObjectStore
-from advex.storage.protos import dataset_summary_proto, model_summary_proto
+from advex.storage.protos import set_summary
 from advex.core.sql import create_engine
 from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry
-from advex.storage.verify import DatasetSummary, ModelSummary
 from advex.v1 import artifact_pb2, artifact_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "advex.v1.ArtifactService"
 
-_KIND_TO_PROTO = {MODEL: artifact_pb2.ARTIFACT_KIND_MODEL, DATASET: artifact_pb2.ARTIFACT_KIND_DATASET}
+_KIND_TO_PROTO = {
+    MODEL: artifact_pb2.ARTIFACT_KIND_MODEL,
+    DATASET: artifact_pb2.ARTIFACT_KIND_DATASET,
+    PATTERN: artifact_pb2.ARTIFACT_KIND_PATTERN,
+}
 _KIND_FROM_PROTO = {v: k for k, v in _KIND_TO_PROTO.items()}
 # A ListArtifacts page stops growing at about this many bytes (clients
 # receive at most 4 MiB by default); the next page carries on from there.
@@ -54,10 +57,8 @@ def artifact_to_proto(record: ArtifactRecord) -> artifact_pb2.Artifact:
         update_time=_timestamp(record.update_time),
     )
     try:
-        if record.state == READY and isinstance(record.summary, ModelSummary):
-            message.model.CopyFrom(model_summary_proto(record.summary))
-        elif record.state == READY and isinstance(record.summary, DatasetSummary):
-            message.dataset.CopyFrom(dataset_summary_proto(record.summary))
+        if record.state == READY and record.summary is not None:
+            set_summary(message, record.summary)
     except (ValueError, TypeError) as error:
         # Only a record made before CompleteUpload checked summaries can get
         # here; it is sent without its summary rather than failing every

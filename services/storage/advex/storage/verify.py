@@ -1,9 +1,10 @@
-"""Format checks for uploaded models and datasets.
+"""Format checks for uploaded models, datasets and trigger patterns.
 
 Nothing here runs code from the file: a `.keras` model is checked as a zip of
-JSON and an HDF5 weights file (no Keras, no TensorFlow import), and an `.npz`
+JSON and an HDF5 weights file (no Keras, no TensorFlow import), an `.npz`
 dataset is read array header first, then streamed in blocks, never unpickled
-and never held whole in memory. Sizes come from the zip's directory and from
+and never held whole in memory, and an `.npz` trigger pattern is read header
+first, then (bounded by PATTERN_MAX_ELEMENTS) whole without pickles. Sizes come from the zip's directory and from
 each array's header before anything is decompressed, so a zip bomb or a
 header that announces a huge array is refused before it expands.
 
@@ -25,10 +26,18 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from advex.core.errors import InvalidArgument, ResourceExhausted, printable, quoted
 from advex.core.keras_archive import SAVE_MODEL, check_config, check_member_name, parse_json
 from advex.core.npz_archive import SAVE_NPZ, DatasetTooLarge, check_data_size, check_images_budget, read_header
+from advex.core.trigger_patterns import (
+    PATTERN_MAX_ELEMENTS,
+    SAVE_PATTERN,
+    check_pattern_arrays,
+    check_pattern_dtypes,
+    check_pattern_shapes,
+)
 
 _BLOCK = 8 << 20
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -95,6 +104,13 @@ class ZipLimits:
             max_dataset_bytes=max_dataset_bytes,
         )
 
+    @classmethod
+    def for_patterns(cls) -> ZipLimits:
+        # pattern and mask each hold at most PATTERN_MAX_ELEMENTS values of
+        # at most 8 bytes (float64); a fixed bound, not a configured one.
+        member = PATTERN_MAX_ELEMENTS * 8 + _MEMBER_SLACK_BYTES
+        return cls(max_member_bytes=member, max_total_bytes=2 * member + _TOTAL_SLACK_BYTES)
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -133,6 +149,32 @@ class DatasetSummary:
             max_label=data["max_label"],
             class_names=tuple(data.get("class_names", ())),
         )
+
+
+@dataclass(frozen=True)
+class PatternSummary:
+    pattern_shape: tuple[int, ...]
+    # As uploaded: (H, W) or (H, W, C), before it is broadcast to the pattern's channels.
+    mask_shape: tuple[int, ...]
+    # Of the pattern's values, in the data's input scale (e.g. 0..255 for uint8).
+    min_value: float
+    max_value: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PatternSummary:
+        return cls(
+            pattern_shape=tuple(data["pattern_shape"]),
+            mask_shape=tuple(data["mask_shape"]),
+            min_value=data["min_value"],
+            max_value=data["max_value"],
+        )
+
+
+# What verification learned about an upload of any kind.
+Summary = ModelSummary | DatasetSummary | PatternSummary
 
 
 @contextmanager
@@ -450,3 +492,68 @@ def _read_class_names(archive: zipfile.ZipFile) -> tuple[str, ...]:
             "with every listing of the dataset); use shorter names"
         )
     return names
+
+
+# -------------------------------------------------------------- patterns
+
+_PATTERN = ".npz trigger pattern"
+_PATTERN_LIMITS = ZipLimits.for_patterns()
+
+
+def verify_pattern(path: Path, limits: ZipLimits = _PATTERN_LIMITS) -> PatternSummary:
+    """Checks that `path` is an `.npz` with a backdoor trigger.
+
+    - `pattern`: (H, W, C), uint8 or float16/32/64, finite, in the input
+      scale of the data it will be stamped on.
+    - `mask`: (H, W) or (H, W, C) with the pattern's H and W and its C or 1
+      channels, float16/32/64, uint8 or bool, values in 0..1.
+    The rules are advex.core.trigger_patterns', which the attack service
+    applies again when it loads the pattern. Other members are ignored.
+    Shapes and dtypes come from the npy headers and are checked, with the
+    size those headers announce, before any data is decompressed; object
+    arrays are refused from their header, and the arrays are read with
+    allow_pickle=False.
+    """
+    with _open_archive(path, _PATTERN, SAVE_PATTERN, limits) as archive:
+        names = set(archive.namelist())
+        missing = [a for a in ("pattern", "mask") if f"{a}.npy" not in names]
+        if missing:
+            found = sorted(printable(n.removesuffix(".npy"), 40) for n in names)[:20] or ["nothing"]
+            raise VerificationError(
+                f"the .npz has no array {' or '.join(repr(m) for m in missing)}; a trigger needs pattern (H, W, C) "
+                f"and mask (H, W) with values in 0..1 (found: {', '.join(found)}); {SAVE_PATTERN}"
+            )
+        headers = {}
+        for array in ("pattern", "mask"):
+            with archive.open(f"{array}.npy") as stream:
+                headers[array] = read_header(stream, archive.getinfo(f"{array}.npy"), array)
+        # Shapes (and with them the size) first: a header announcing a huge
+        # array is refused here, before check_data_size calls it truncated.
+        check_pattern_shapes(headers["pattern"].shape, headers["mask"].shape)
+        check_pattern_dtypes(headers["pattern"].dtype, headers["mask"].dtype)
+        for header in headers.values():
+            check_data_size(header)
+        arrays = {array: _read_small_array(archive, array) for array in ("pattern", "mask")}
+        # Raises BadPattern (an InvalidArgument), which _open_archive turns into a VerificationError.
+        pattern, _ = check_pattern_arrays(arrays["pattern"], arrays["mask"])
+    return PatternSummary(
+        pattern_shape=tuple(int(d) for d in pattern.shape),
+        mask_shape=tuple(int(d) for d in arrays["mask"].shape),
+        min_value=float(pattern.min()),
+        max_value=float(pattern.max()),
+    )
+
+
+def _read_small_array(archive: zipfile.ZipFile, array: str) -> np.ndarray:
+    """Member `{array}.npy`, whose header was checked (shape bounded, no
+    objects, size matching the member), read whole without unpickling."""
+    with archive.open(f"{array}.npy") as stream:
+        try:
+            value = npy_format.read_array(stream, allow_pickle=False)
+        except (ValueError, TypeError, OverflowError, MemoryError, EOFError) as error:
+            raise VerificationError(
+                f"array '{array}' cannot be read ({printable(str(error))}); {SAVE_PATTERN}"
+            ) from error
+        # To the member's end, so that zipfile checks its CRC.
+        stream.read()
+    return value
