@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from advex.core import attack_specs, tensors
+from advex.internal.v1 import records_pb2, scoring_service_pb2
 from advex.scoring.metrics import RecordBatch
-from advex.v1 import evasion_pb2, scoring_service_pb2
+from advex.v1 import evasion_pb2
 
 SPEC_PROTOS = [
     evasion_pb2.AttackSpec(attack="fgsm", norm="inf", eps=0.3),
@@ -148,7 +149,7 @@ def records_request(attack: int, lo: int, hi: int, **override) -> scoring_servic
     fields.update(override)
     return scoring_service_pb2.ScoreEvasionRequest(
         records=scoring_service_pb2.ScoredRecords(
-            attack_index=attack, records=evasion_pb2.EvasionRecords(first_sample=lo, **fields)
+            attack_index=attack, records=records_pb2.EvasionRecords(first_sample=lo, **fields)
         )
     )
 

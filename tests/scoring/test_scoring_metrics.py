@@ -177,7 +177,8 @@ def test_worst_case_sorted_by_norm_then_eps_and_curves_take_strongest_at_same_ep
     "kwargs, message",
     [
         (dict(specs=[]), "no attacks"),
-        (dict(samples=0), "samples must be between 1"),
+        (dict(samples=0), "samples must be at least 1, got 0"),
+        (dict(samples=0, max_samples=10), "samples must be between 1 and 10, got 0"),
         (dict(samples=11, max_samples=10), "between 1 and 10"),
         (dict(num_classes=1), "num_classes must be at least 2"),
         (dict(specs=[spec(), spec()]), "attack 1 (fgsm Linf eps=0.1) repeats attack 0"),

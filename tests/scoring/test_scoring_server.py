@@ -1,5 +1,5 @@
-"""The scoring service over a real gRPC channel: the hand-worked example comes
-back as a Report, and every malformed stream ends in INVALID_ARGUMENT with a
+"""The scoring service's ScoreEvasion over a real gRPC channel: the
+hand-worked example comes back as an EvasionReport, and every malformed stream ends in INVALID_ARGUMENT with a
 message that says what to fix."""
 
 from __future__ import annotations
@@ -11,40 +11,26 @@ import scoring_example as ex
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.core import tensors
+from advex.internal.v1 import scoring_service_pb2
 from advex.scoring.config import ScoringConfig
-from advex.scoring.server import create_server
-from advex.v1 import evasion_pb2, scoring_service_pb2, scoring_service_pb2_grpc
-
-
-@pytest.fixture(scope="module")
-def channel():
-    running, port = create_server("127.0.0.1:0", ScoringConfig(max_samples=1000, max_attacks=4))
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        yield ch
-    running.stop(grace=None)
-
-
-@pytest.fixture
-def stub(channel):
-    return scoring_service_pb2_grpc.ScoringServiceStub(channel)
+from advex.v1 import evasion_pb2, report_pb2
 
 
 def test_health_reports_serving(channel):
     response = health_pb2_grpc.HealthStub(channel).Check(
-        health_pb2.HealthCheckRequest(service="advex.v1.ScoringService"), timeout=5
+        health_pb2.HealthCheckRequest(service="advex.internal.v1.ScoringService"), timeout=5
     )
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_report_of_the_hand_worked_example(stub):
     report = stub.ScoreEvasion(iter(ex.full_stream()), timeout=10).report
+    assert isinstance(report, report_pb2.EvasionReport)
     assert report.samples == 5
     assert report.clean_accuracy == pytest.approx(0.8)
     assert report.mean_confidence_clean == pytest.approx(0.64)
     assert report.mean_true_class_probability_clean == pytest.approx(0.58)
     assert report.robustness_score == pytest.approx(0.125)
-    # The gateway's fields stay empty.
-    assert report.name == "" and report.state == "" and not report.HasField("model")
 
     assert [(a.attack, a.norm, a.eps, a.steps) for a in report.attacks] == [
         ("fgsm", "inf", 0.3, 1),
@@ -183,8 +169,12 @@ def test_config_from_env():
     assert ScoringConfig.from_env({}) == ScoringConfig(address="127.0.0.1:50054")
     config = ScoringConfig.from_env(
         {"ADVEX_SCORING_ADDR": "0.0.0.0:6000", "ADVEX_SCORING_MAX_SAMPLES": "42",
-         "ADVEX_SCORING_MAX_ATTACKS": "7"}
+         "ADVEX_SCORING_MAX_ATTACKS": "7", "ADVEX_SCORING_MAX_MODELS": "3"}
     )
-    assert (config.address, config.max_samples, config.max_attacks) == ("0.0.0.0:6000", 42, 7)
+    assert (config.address, config.max_samples, config.max_attacks, config.max_models) == (
+        "0.0.0.0:6000", 42, 7, 3
+    )
     with pytest.raises(ValueError, match="ADVEX_SCORING_MAX_SAMPLES must be a whole number"):
         ScoringConfig.from_env({"ADVEX_SCORING_MAX_SAMPLES": "lots"})
+    with pytest.raises(ValueError, match="ADVEX_SCORING_MAX_MODELS must be >= 1, got 0"):
+        ScoringConfig.from_env({"ADVEX_SCORING_MAX_MODELS": "0"})

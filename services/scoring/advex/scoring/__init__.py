@@ -1,5 +1,8 @@
-"""AdvEx scoring service: evasion metrics over streamed per-sample records.
+"""AdvEx scoring service: evasion and poisoning metrics over streamed
+per-sample records.
 
-`metrics` is the arithmetic (numpy only), `report` renders it as an
-`advex.v1.Report`, `server` is the thin gRPC adapter.
+`metrics` (evasion) and `poisoning` are the arithmetic (numpy only, sharing
+the batch checks of `checks`), `report` renders them as `advex.v1`
+EvasionReport / PoisoningReport, `server` is the thin gRPC adapter of
+`advex.internal.v1.ScoringService`.
 """

@@ -10,6 +10,9 @@ tests and embedding processes build a `ScoringConfig` directly.
   what one careless or hostile caller can make the service allocate.
 - ADVEX_SCORING_MAX_ATTACKS: most attacks one header may list (default 256);
   with the samples limit it bounds the per-sample outcome bytes.
+- ADVEX_SCORING_MAX_MODELS: most models (poison counts, the baseline
+  included) one ScorePoisoning header may list (default 256); one byte per
+  sample and model, so with the samples limit it bounds the same.
 - ADVEX_LOG_LEVEL (read by `advex.core.serving.run_service`): DEBUG, INFO
   (default), WARNING, ERROR.
 """
@@ -25,6 +28,7 @@ from advex.core.settings import EnvReader
 DEFAULT_ADDRESS = "127.0.0.1:50054"
 DEFAULT_MAX_SAMPLES = 10_000_000
 DEFAULT_MAX_ATTACKS = 256
+DEFAULT_MAX_MODELS = 256
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class ScoringConfig:
     address: str = DEFAULT_ADDRESS
     max_samples: int = DEFAULT_MAX_SAMPLES
     max_attacks: int = DEFAULT_MAX_ATTACKS
+    max_models: int = DEFAULT_MAX_MODELS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ScoringConfig:
@@ -40,6 +45,7 @@ class ScoringConfig:
             address=env.text("ADVEX_SCORING_ADDR", DEFAULT_ADDRESS),
             max_samples=env.integer("ADVEX_SCORING_MAX_SAMPLES", DEFAULT_MAX_SAMPLES, minimum=1),
             max_attacks=env.integer("ADVEX_SCORING_MAX_ATTACKS", DEFAULT_MAX_ATTACKS, minimum=1),
+            max_models=env.integer("ADVEX_SCORING_MAX_MODELS", DEFAULT_MAX_MODELS, minimum=1),
         )
 
 

@@ -58,14 +58,9 @@ import numpy as np
 
 from advex.core.attack_specs import ResolvedAttack
 from advex.core.errors import InvalidArgument
+from advex.scoring import checks
 
 log = logging.getLogger(__name__)
-
-# Report.samples and the per-attack counts are int32 on the wire.
-MAX_SAMPLES = 2**31 - 1
-# Softmax outputs lie in [0, 1]; the slack forgives float16 rounding while
-# still catching logits sent by mistake.
-_PROBABILITY_SLACK = 1e-3
 
 # Per-sample outcome codes, one int8 per sample and attack.
 _UNSEEN, _WRONG, _RIGHT = 0, 1, 2
@@ -174,7 +169,7 @@ class EvasionAccumulator:
         specs: Sequence[ResolvedAttack],
         samples: int,
         num_classes: int,
-        max_samples: int = MAX_SAMPLES,
+        max_samples: int | None = None,
         max_attacks: int | None = None,
     ) -> None:
         if not specs:
@@ -184,24 +179,19 @@ class EvasionAccumulator:
                 f"the header lists {len(specs)} attacks, at most {max_attacks} fit one request; "
                 f"split the evaluation into several requests"
             )
-        limit = min(max_samples, MAX_SAMPLES)
-        if not 1 <= samples <= limit:
-            raise InvalidArgument(f"the header's samples must be between 1 and {limit:,}, got {samples:,}")
-        if num_classes < 2:
-            raise InvalidArgument(f"the header's num_classes must be at least 2, got {num_classes}")
+        samples = checks.header_samples(samples, max_samples)
+        num_classes = checks.header_num_classes(num_classes)
         for j, spec in enumerate(specs):
             for i in range(j):
                 if specs[i] == spec:
                     raise InvalidArgument(
                         f"attack {j} ({spec.label}) repeats attack {i}; list each attack once"
                     )
-        self.samples = int(samples)
-        self.num_classes = int(num_classes)
+        self.samples = samples
+        self.num_classes = num_classes
         self._attacks = [_AttackState(i, spec, self.samples) for i, spec in enumerate(specs)]
-        # Labels as first delivered by any attack; -1 = not yet seen. The
-        # smallest type that holds every class keeps this at 1-4 bytes a sample.
-        label_type = np.int8 if num_classes <= 127 else np.int16 if num_classes <= 32767 else np.int32
-        self._labels = np.full(self.samples, -1, dtype=label_type)
+        # Labels as first delivered by any attack.
+        self._labels = checks.label_store(self.samples, self.num_classes)
 
     def add(self, attack_index: int, batch: RecordBatch) -> None:
         """Adds one batch; validates it completely before changing any state."""
@@ -217,21 +207,8 @@ class EvasionAccumulator:
             return
         lo, hi = batch.first_sample, batch.first_sample + n
 
-        seen = np.flatnonzero(state.outcome[lo:hi] != _UNSEEN)
-        if seen.size:
-            raise InvalidArgument(
-                f"{state.name}: sample {lo + int(seen[0])} was delivered twice; "
-                f"send each sample once per attack"
-            )
-        known = self._labels[lo:hi]
-        clash = np.flatnonzero((known >= 0) & (known != labels))
-        if clash.size:
-            k = int(clash[0])
-            raise InvalidArgument(
-                f"{state.name}: sample {lo + k} has label {int(labels[k])}, but another attack "
-                f"delivered label {int(known[k])} for it; every attack must score the same "
-                f"samples with the same labels"
-            )
+        checks.not_delivered_before(state.name, state.outcome[lo:hi] != _UNSEEN, lo, "attack")
+        checks.labels_agree(state.name, self._labels[lo:hi], labels, lo, "attack")
 
         rows = np.arange(n)
         clean_pred = p.argmax(axis=1)
@@ -258,38 +235,12 @@ class EvasionAccumulator:
     def _checked(self, state: _AttackState, batch: RecordBatch):
         """The batch's arrays, checked for shape, type and range."""
         where = state.name
-        labels = np.asarray(batch.labels)
-        n = labels.shape[0] if labels.ndim == 1 else -1
-        if n < 0:
-            raise InvalidArgument(f"{where}: labels must have shape (n,), got {labels.shape}")
-        if labels.dtype.kind not in "iu":
-            raise InvalidArgument(f"{where}: labels must be integers (int64), got {labels.dtype}")
-
-        probabilities = []
-        for field in ("clean_probabilities", "adversarial_probabilities"):
-            values = np.asarray(getattr(batch, field))
-            if values.ndim != 2 or values.shape[0] != n:
-                raise InvalidArgument(
-                    f"{where}: {field} must have shape ({n}, {self.num_classes}) to match "
-                    f"{n} labels, got {values.shape}"
-                )
-            if values.shape[1] != self.num_classes:
-                raise InvalidArgument(
-                    f"{where}: {field} has {values.shape[1]} columns but the header says "
-                    f"num_classes = {self.num_classes}"
-                )
-            if values.dtype.kind != "f":
-                raise InvalidArgument(f"{where}: {field} must be floats (float32), got {values.dtype}")
-            if n and not (
-                np.isfinite(values).all()
-                and values.min() >= -_PROBABILITY_SLACK
-                and values.max() <= 1 + _PROBABILITY_SLACK
-            ):
-                raise InvalidArgument(
-                    f"{where}: {field} must be softmax probabilities (finite, in 0..1); "
-                    f"apply softmax to logits before sending"
-                )
-            probabilities.append(values)
+        labels = checks.labels(where, batch.labels)
+        n = labels.shape[0]
+        p = checks.probabilities(where, "clean_probabilities", batch.clean_probabilities, n, self.num_classes)
+        q = checks.probabilities(
+            where, "adversarial_probabilities", batch.adversarial_probabilities, n, self.num_classes
+        )
 
         norms = {}
         for key in ("linf", "l2", "l0"):
@@ -305,31 +256,14 @@ class EvasionAccumulator:
                 raise InvalidArgument(f"{where}: {field} must be finite and >= 0")
             norms[key] = values.astype(np.float32, copy=False)
 
-        first = int(batch.first_sample)
-        if first < 0 or first + n > self.samples:
-            raise InvalidArgument(
-                f"{where}: records for samples {first}..{first + n - 1} fall outside the header's "
-                f"{self.samples} samples (0..{self.samples - 1})"
-            )
-        if n and (labels.min() < 0 or labels.max() >= self.num_classes):
-            bad = labels[(labels < 0) | (labels >= self.num_classes)][0]
-            raise InvalidArgument(
-                f"{where}: label {int(bad)} is outside 0..{self.num_classes - 1} "
-                f"(num_classes = {self.num_classes})"
-            )
-        return labels.astype(np.int64, copy=False), probabilities[0], probabilities[1], norms
+        checks.sample_range(where, int(batch.first_sample), n, self.samples)
+        checks.label_range(where, labels, self.num_classes)
+        return labels.astype(np.int64, copy=False), p, q, norms
 
     def finish(self) -> EvasionMetrics:
         """The metrics; InvalidArgument if any attack is missing samples."""
         for state in self._attacks:
-            if state.received != self.samples:
-                missing = np.flatnonzero(state.outcome == _UNSEEN)
-                start = int(missing[0])
-                end = start + int(np.argmax(np.diff(missing, append=missing[-1] + 2) != 1))
-                raise InvalidArgument(
-                    f"{state.name} has {state.received} of {self.samples} samples; "
-                    f"samples {start}..{end} (and maybe more) never arrived"
-                )
+            checks.all_delivered(state.name, state.received, self.samples, state.outcome == _UNSEEN)
 
         first = self._attacks[0]
         n = self.samples

@@ -1,12 +1,16 @@
-"""Renders `metrics.EvasionMetrics` as the `advex.v1.Report` proto.
+"""Renders `metrics.EvasionMetrics` as `advex.v1.EvasionReport` and
+`poisoning.PoisoningMetrics` as `advex.v1.PoisoningReport`.
 
-Only the metric fields are filled: name, state, model, dataset and the clip
-range belong to the evaluation, which the gateway owns and fills in.
+Only the metric fields are filled. What belongs to the evaluation (the
+Report around them: name, state, model, dataset, clip range; and in a
+PoisoningReport the spec, datasets, pattern, training and pool sizes, each
+model's artifacts and training figures) the gateway owns and fills in.
 """
 
 from __future__ import annotations
 
 from advex.scoring.metrics import AttackMetrics, CurveMetrics, EvasionMetrics, WorstCaseMetrics
+from advex.scoring.poisoning import PoisonedModelMetrics, PoisoningMetrics
 from advex.v1 import report_pb2
 
 # AttackResult fields copied one to one from AttackMetrics.
@@ -29,8 +33,25 @@ _ATTACK_FIELDS = (
 )
 
 
-def to_report(metrics: EvasionMetrics) -> report_pb2.Report:
-    return report_pb2.Report(
+# PoisonedModelResult fields copied one to one from PoisonedModelMetrics.
+_MODEL_FIELDS = (
+    "poison_count",
+    "poison_fraction",
+    "clean_accuracy",
+    "clean_accuracy_source",
+    "clean_accuracy_non_source",
+    "clean_accuracy_drop",
+    "attack_success_rate",
+    "triggered_accuracy_source",
+    "triggered_accuracy_non_source",
+    "accuracy_gap",
+    "per_class_accuracy",
+    "successful_samples",
+)
+
+
+def evasion_report(metrics: EvasionMetrics) -> report_pb2.EvasionReport:
+    return report_pb2.EvasionReport(
         samples=metrics.samples,
         clean_accuracy=metrics.clean_accuracy,
         mean_confidence_clean=metrics.mean_confidence_clean,
@@ -66,3 +87,20 @@ def curve(c: CurveMetrics) -> report_pb2.RobustnessCurve:
     if c.eps_at_half_clean_accuracy is not None:
         message.eps_at_half_clean_accuracy = c.eps_at_half_clean_accuracy
     return message
+
+
+def poisoning_report(metrics: PoisoningMetrics) -> report_pb2.PoisoningReport:
+    message = report_pb2.PoisoningReport(
+        test_samples=metrics.test_samples,
+        source_classes=list(metrics.source_classes),
+        attacked_test_samples=metrics.attacked_test_samples,
+        baseline=model_result(metrics.baseline),
+        poisoned=[model_result(m) for m in metrics.poisoned],
+    )
+    if metrics.count_at_90_percent_asr is not None:
+        message.count_at_90_percent_asr = metrics.count_at_90_percent_asr
+    return message
+
+
+def model_result(m: PoisonedModelMetrics) -> report_pb2.PoisonedModelResult:
+    return report_pb2.PoisonedModelResult(**{name: getattr(m, name) for name in _MODEL_FIELDS})

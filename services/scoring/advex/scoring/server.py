@@ -1,5 +1,5 @@
-"""gRPC adapter of the scoring service: protos in, `metrics` in the middle,
-`report` out. Errors are advex.core.errors exceptions; the shared
+"""gRPC adapter of the scoring service: protos in, `metrics` / `poisoning` in
+the middle, `report` out. Errors are advex.core.errors exceptions; the shared
 interceptor turns them into statuses."""
 
 from __future__ import annotations
@@ -8,18 +8,21 @@ import logging
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
 from advex.core import attack_specs, tensors
 from advex.core.errors import InvalidArgument
 from advex.core.serving import Registration, RunningServer, run_service, start_server
+from advex.internal.v1 import records_pb2, scoring_service_pb2, scoring_service_pb2_grpc
 from advex.scoring.config import ScoringConfig
 from advex.scoring.metrics import EvasionAccumulator, RecordBatch
-from advex.scoring.report import to_report
-from advex.v1 import evasion_pb2, scoring_service_pb2, scoring_service_pb2_grpc
+from advex.scoring.poisoning import PoisoningAccumulator, PoisoningBatch
+from advex.scoring.report import evasion_report, poisoning_report
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "advex.v1.ScoringService"
-_RECORD_TENSORS = (
+SERVICE_NAME = scoring_service_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
+_EVASION_TENSORS = (
     "labels",
     "clean_probabilities",
     "adversarial_probabilities",
@@ -27,6 +30,9 @@ _RECORD_TENSORS = (
     "perturbation_l2",
     "perturbation_l0",
 )
+_POISONING_TENSORS = ("labels", "clean_probabilities", "triggered_probabilities")
+_EVASION_HEADER = "attacks, samples, num_classes"
+_POISONING_HEADER = "num_classes, samples, source_classes, target_class, poison_counts, poison_fractions"
 
 
 class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
@@ -37,28 +43,14 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
         self, request_iterator: Iterator[scoring_service_pb2.ScoreEvasionRequest], context
     ) -> scoring_service_pb2.ScoreEvasionResponse:
         started = time.monotonic()
-        first = next(request_iterator, None)
-        if first is None:
-            raise InvalidArgument("the stream was empty; send a header (attacks, samples, num_classes) first")
-        if first.WhichOneof("item") != "header":
-            raise InvalidArgument(
-                "the first message of ScoreEvasion must be a header "
-                "(attacks, samples, num_classes), before any records"
-            )
-        header = first.header
+        header = read_header(request_iterator, "ScoreEvasion", _EVASION_HEADER)
         specs = [attack_specs.resolve(spec, where=f"attack {i}") for i, spec in enumerate(header.attacks)]
         accumulator = EvasionAccumulator(
             specs, header.samples, header.num_classes, max_samples=self._config.max_samples,
             max_attacks=self._config.max_attacks,
         )
         batches = 0
-        for request in request_iterator:
-            kind = request.WhichOneof("item")
-            if kind == "header":
-                raise InvalidArgument("a second header arrived; send one header, then only records")
-            if kind != "records":
-                raise InvalidArgument("a message with neither header nor records arrived")
-            scored = request.records
+        for scored in read_records(request_iterator):
             accumulator.add(scored.attack_index, record_batch(scored.attack_index, scored.records))
             batches += 1
         metrics = accumulator.finish()
@@ -69,14 +61,64 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
             batches,
             time.monotonic() - started,
         )
-        return scoring_service_pb2.ScoreEvasionResponse(report=to_report(metrics))
+        return scoring_service_pb2.ScoreEvasionResponse(report=evasion_report(metrics))
+
+    def ScorePoisoning(
+        self, request_iterator: Iterator[scoring_service_pb2.ScorePoisoningRequest], context
+    ) -> scoring_service_pb2.ScorePoisoningResponse:
+        started = time.monotonic()
+        header = read_header(request_iterator, "ScorePoisoning", _POISONING_HEADER)
+        accumulator = PoisoningAccumulator(
+            num_classes=header.num_classes,
+            samples=header.samples,
+            source_classes=list(header.source_classes),
+            target_class=header.target_class,
+            poison_counts=list(header.poison_counts),
+            poison_fractions=list(header.poison_fractions),
+            max_samples=self._config.max_samples,
+            max_models=self._config.max_models,
+        )
+        batches = 0
+        for scored in read_records(request_iterator):
+            accumulator.add(scored.model_index, poisoning_batch(scored.model_index, scored.records))
+            batches += 1
+        metrics = accumulator.finish()
+        log.info(
+            "scored %d model(s) over %d test samples from %d batches in %.2f s",
+            len(header.poison_counts),
+            metrics.test_samples,
+            batches,
+            time.monotonic() - started,
+        )
+        return scoring_service_pb2.ScorePoisoningResponse(report=poisoning_report(metrics))
 
 
-def record_batch(attack_index: int, records: evasion_pb2.EvasionRecords) -> RecordBatch:
-    """EvasionRecords -> numpy; shapes and ranges are checked by the accumulator."""
-    where = f"records of attack {attack_index} from sample {records.first_sample}"
+def read_header(request_iterator: Iterator, rpc: str, fields: str):
+    """The header the stream must start with; InvalidArgument otherwise."""
+    first = next(request_iterator, None)
+    if first is None:
+        raise InvalidArgument(f"the stream was empty; send a header ({fields}) first")
+    if first.WhichOneof("item") != "header":
+        raise InvalidArgument(f"the first message of {rpc} must be a header ({fields}), before any records")
+    return first.header
+
+
+def read_records(request_iterator: Iterator) -> Iterator:
+    """The `records` item of every message after the header."""
+    for request in request_iterator:
+        kind = request.WhichOneof("item")
+        if kind == "header":
+            raise InvalidArgument("a second header arrived; send one header, then only records")
+        if kind != "records":
+            raise InvalidArgument("a message with neither header nor records arrived")
+        yield request.records
+
+
+def decode_tensors(records, fields: tuple[str, ...], where: str) -> dict[str, np.ndarray]:
+    """The named tensors of a records message as numpy arrays; shapes and
+    ranges are the accumulator's to check."""
     arrays = {}
-    for field in _RECORD_TENSORS:
+    for field in fields:
         if not records.HasField(field):
             raise InvalidArgument(f"{where} lack the '{field}' tensor")
         try:
@@ -84,7 +126,17 @@ def record_batch(attack_index: int, records: evasion_pb2.EvasionRecords) -> Reco
         except InvalidArgument as exc:
             # The codec's message does not say which tensor it was decoding.
             raise InvalidArgument(f"{where}, '{field}': {exc}") from None
-    return RecordBatch(first_sample=records.first_sample, **arrays)
+    return arrays
+
+
+def record_batch(attack_index: int, records: records_pb2.EvasionRecords) -> RecordBatch:
+    where = f"records of attack {attack_index} from sample {records.first_sample}"
+    return RecordBatch(first_sample=records.first_sample, **decode_tensors(records, _EVASION_TENSORS, where))
+
+
+def poisoning_batch(model_index: int, records: records_pb2.PoisoningRecords) -> PoisoningBatch:
+    where = f"records of model {model_index} from sample {records.first_sample}"
+    return PoisoningBatch(first_sample=records.first_sample, **decode_tensors(records, _POISONING_TENSORS, where))
 
 
 def create_server(address: str, config: ScoringConfig) -> tuple[RunningServer, int]:
