@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := protos services/core services/storage services/attack services/scoring services/gateway services/cli
 
-.PHONY: venv run test proto check-proto lint bench clean
+.PHONY: venv run test proto check-proto lint breaking api-baseline bench clean
 
 # One venv with every service installed editable; each folder contributes its
 # part of the `advex` namespace package. Reinstalls when a pyproject or the
@@ -36,6 +36,16 @@ check-proto: proto
 
 lint: venv
 	$(BIN)/buf lint protos
+
+# CI: fails when protos/ breaks the published contract (protos/api-baseline.binpb,
+# buf's FILE rules): clients generated from it must keep working.
+breaking: venv
+	$(BIN)/buf breaking protos --against protos/api-baseline.binpb
+
+# Only after a deliberate, announced break of the contract: records the
+# protos as they are now as the contract CI holds them to.
+api-baseline: venv
+	$(BIN)/buf build protos -o protos/api-baseline.binpb
 
 bench: venv
 	$(BIN)/python bench/bench_attack.py

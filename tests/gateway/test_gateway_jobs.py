@@ -10,18 +10,19 @@ import sqlalchemy as sa
 
 from advex.core.errors import FailedPrecondition
 from advex.gateway import jobs
+from advex.v1 import evasion_pb2, report_pb2
+
+FGSM = evasion_pb2.AttackSpec(attack="fgsm", norm="inf", eps=0.1)
 
 
-def _create(store: jobs.JobStore, name: str = "e") -> jobs.EvaluationRow:
+def _create(store: jobs.JobStore, name: str = "e", attacks=(FGSM,)) -> jobs.EvaluationRow:
     return store.create(
         display_name=name,
+        kind=jobs.EVASION,
         model="artifacts/m",
-        dataset="artifacts/d",
-        attacks=[{"attack": "fgsm", "norm": "inf", "eps": 0.1}],
+        spec=evasion_pb2.EvasionSpec(dataset="artifacts/d", attacks=attacks, samples=10),
         clip_min=0.0,
         clip_max=1.0,
-        max_samples=0,
-        samples=10,
         progress_total=10,
     )
 
@@ -39,7 +40,8 @@ def test_rows_survive_a_new_store_on_the_same_database(database_url):
     assert again.state == jobs.SUCCEEDED
     assert again.report == b"report-bytes"
     assert again.progress_done == again.progress_total == 10
-    assert again.attacks == [{"attack": "fgsm", "norm": "inf", "eps": 0.1}]
+    spec = jobs.spec_from_json(again.spec, evasion_pb2.EvasionSpec())
+    assert again.kind == jobs.EVASION and list(spec.attacks) == [FGSM] and spec.samples == 10
     assert [r.id for r in second.list(10, None)] == [row.id]
     second.close()
 
@@ -175,22 +177,82 @@ def test_an_in_memory_database_is_refused_since_evaluations_must_survive_a_resta
         jobs.JobStore(url)
 
 
-def test_a_database_made_by_the_first_schema_is_migrated_and_keeps_its_evaluations(database_url):
-    first = jobs.JobStore(database_url)
-    queued = _create(first, "made before retry_after existed")
-    with first.engine.begin() as conn:  # what a version-1 gateway left behind
-        conn.execute(sa.text("ALTER TABLE evaluations DROP COLUMN retry_after"))
-        conn.execute(jobs.schema_version.delete())
-        conn.execute(jobs.schema_version.insert().values(version=1))
-    first.close()
+# The evaluations table as schema versions 1 and 2 made it (version 1 had
+# no retry_after), before evaluations had kinds.
+_VERSION_2_TABLE = """
+CREATE TABLE evaluations (
+    id VARCHAR(32) PRIMARY KEY, display_name VARCHAR(200) NOT NULL, state VARCHAR(16) NOT NULL,
+    model VARCHAR(64) NOT NULL, dataset VARCHAR(64) NOT NULL, attacks TEXT NOT NULL,
+    clip_min FLOAT NOT NULL, clip_max FLOAT NOT NULL, max_samples BIGINT NOT NULL, samples BIGINT NOT NULL,
+    progress_done BIGINT NOT NULL, progress_total BIGINT NOT NULL, stage VARCHAR(200) NOT NULL,
+    error TEXT NOT NULL, report BYTEA, cancel_requested BOOLEAN NOT NULL, claimed_by VARCHAR(200),
+    lease_expires_at FLOAT, attempts INTEGER NOT NULL, retry_after FLOAT,
+    create_time FLOAT NOT NULL, start_time FLOAT, end_time FLOAT, update_time FLOAT NOT NULL
+)"""
 
+
+def _old_report() -> bytes:
+    """A Report as a version-2 gateway stored it: the evasion metrics at the
+    top level. Concatenated messages merge, so the common fields and the
+    metrics (which kept their numbers in EvasionReport) make the old bytes."""
+    common = report_pb2.Report(
+        name="evaluations/old-done", state="SUCCEEDED", clip_min=0.0, clip_max=1.0,
+        model=report_pb2.ArtifactRef(name="artifacts/m", sha256="ab" * 32),
+        dataset=report_pb2.ArtifactRef(name="artifacts/d", sha256="cd" * 32),
+    )
+    metrics = report_pb2.EvasionReport(
+        samples=359, clean_accuracy=0.96, robustness_score=0.37,
+        attacks=[report_pb2.AttackResult(attack="fgsm", norm="inf", eps=0.1, adversarial_accuracy=0.61,
+                                         clean_correct_samples=346, successful_samples=127)],
+    )
+    return common.SerializeToString() + metrics.SerializeToString()
+
+
+def _version_2_database(url: str, version: int = 2) -> None:
+    engine = sa.create_engine(url)
+    table = _VERSION_2_TABLE if engine.dialect.name == "postgresql" else _VERSION_2_TABLE.replace("BYTEA", "BLOB")
+    if version == 1:
+        table = table.replace(" retry_after FLOAT,", "")
+    row = (
+        "INSERT INTO evaluations (id, display_name, state, model, dataset, attacks, clip_min, clip_max, max_samples,"
+        " samples, progress_done, progress_total, stage, error, report, cancel_requested, attempts, create_time,"
+        " update_time) VALUES (:id, :name, :state, 'artifacts/m', 'artifacts/d', :attacks, 0, 1, :max_samples,"
+        " :samples, 0, 10, 'queued', '', :report, false, 0, :time, :time)"
+    )
+    attacks = '[{"attack": "fgsm", "norm": "inf", "eps": 0.1}, {"attack": "pgd", "norm": "inf", "eps": 0.1, "steps": 40, "step_size": 0.00625, "random_init": true}]'
+    with engine.begin() as conn:
+        conn.execute(sa.text(table))
+        conn.execute(sa.text("CREATE TABLE gateway_schema_version (version INTEGER PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO gateway_schema_version VALUES (:v)"), {"v": version})
+        conn.execute(sa.text(row), dict(id="old-done", name="done before kinds", state="SUCCEEDED", attacks=attacks,
+                                        max_samples=0, samples=359, report=_old_report(), time=1.0))
+        conn.execute(sa.text(row), dict(id="old-queued", name="queued before kinds", state="QUEUED", attacks=attacks,
+                                        max_samples=40, samples=40, report=None, time=2.0))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_database_of_an_older_schema_is_migrated_and_still_lists_and_reports(database_url, version):
+    _version_2_database(database_url, version)
     upgraded = jobs.JobStore(database_url)
     with upgraded.engine.connect() as conn:
         assert conn.execute(sa.select(jobs.schema_version.c.version)).scalars().all() == [jobs.SCHEMA_VERSION]
+    listed = upgraded.list(10, None)
+    assert [(r.id, r.kind, r.state) for r in listed] == [
+        ("old-queued", jobs.EVASION, jobs.QUEUED), ("old-done", jobs.EVASION, jobs.SUCCEEDED),
+    ]
+    queued = jobs.spec_from_json(listed[0].spec, evasion_pb2.EvasionSpec())
+    assert (queued.dataset, queued.max_samples, queued.samples) == ("artifacts/d", 40, 40)
+    assert [(a.attack, a.steps, a.random_init) for a in queued.attacks] == [("fgsm", 0, False), ("pgd", 40, True)]
+    report = report_pb2.Report.FromString(listed[1].report)
+    assert report.WhichOneof("result") == "evasion"
+    assert (report.name, report.model.sha256, report.dataset.name) == ("evaluations/old-done", "ab" * 32, "artifacts/d")
+    assert (report.evasion.samples, report.evasion.clean_accuracy) == (359, 0.96)
+    assert report.evasion.attacks[0].successful_samples == 127 and report.evasion.robustness_score == 0.37
     claimed = upgraded.claim_next("w1", lease_seconds=60)  # reads and writes retry_after
-    assert claimed.id == queued.id and claimed.retry_after is None
-    upgraded.release(queued.id, "w1", retry_in=3600)
-    assert upgraded.get(queued.id).retry_after is not None
+    assert claimed.id == "old-queued" and claimed.retry_after is None
+    upgraded.release(claimed.id, "w1", retry_in=3600)
+    assert upgraded.get(claimed.id).retry_after is not None
     upgraded.close()
 
 
@@ -212,21 +274,18 @@ def test_an_evaluation_handed_back_after_a_transient_failure_waits_out_its_backo
 
 
 def test_listing_pages_stay_small_however_many_attacks_evaluations_carry(tmp_path):
-    from advex.gateway.evaluations import MAX_LISTED_ATTACKS, Evaluations
+    from advex.gateway.evaluations import MAX_LISTED_SPEC_BYTES, Evaluations
 
     store = jobs.JobStore(f"sqlite:///{tmp_path / 'g.db'}")
-    many = [{"attack": "pgd", "norm": "inf", "eps": i / 1000, "steps": 40} for i in range(256)]
+    many = [evasion_pb2.AttackSpec(attack="pgd", norm="inf", eps=i / 1000, steps=40) for i in range(256)]
     for i in range(100):
-        store.create(
-            display_name=f"e{i}", model="artifacts/m", dataset="artifacts/d", attacks=many, clip_min=0.0,
-            clip_max=1.0, max_samples=0, samples=10, progress_total=10,
-        )
+        _create(store, f"e{i}", attacks=many)
     evaluations = Evaluations(store, downstream=None, runner=None, poll_seconds=1, max_watchers=1)
     seen, token, pages = [], "", 0
     while True:
         rows, token = evaluations.list(1000, token)
         pages += 1
-        assert sum(len(r.attacks) for r in rows) <= MAX_LISTED_ATTACKS
+        assert sum(len(r.spec) for r in rows) <= MAX_LISTED_SPEC_BYTES
         seen += [r.id for r in rows]
         if not token:
             break

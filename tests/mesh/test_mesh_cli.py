@@ -25,8 +25,8 @@ def test_demo_trains_uploads_evaluates_and_prints_the_table(mesh, tmp_path):
     # Cached: a second demo trains nothing and reports the same clean accuracy.
     code, again, _ = run_cli("--gateway", mesh.gateway_address, "demo", "--json", "--cache-dir", str(tmp_path / "demo"))
     report = json.loads(again)
-    assert code == 0 and report["samples"] == 359 and len(report["attacks"]) == 8
-    assert f"clean accuracy {report['clean_accuracy']:.4f}" in out
+    assert code == 0 and report["evasion"]["samples"] == "359" and len(report["evasion"]["attacks"]) == 8
+    assert f"clean accuracy {report['evasion']['clean_accuracy']:.4f}" in out
 
 
 def test_subcommands_print_json_only(mesh, digits_files, tmp_path):

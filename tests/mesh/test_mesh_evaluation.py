@@ -16,9 +16,11 @@ from advex.cli import digits
 from advex.cli.client import file_digest, upload, watch
 from advex.cli.main import main as advex_main
 from advex.v1 import evasion_pb2, evaluation_pb2
+from mesh_requests import evasion_request
 
 
-REPORT_KEYS = {"name", "state", "samples", "clean_accuracy", "model", "dataset", "attacks", "worst_case", "robustness_score"}
+REPORT_KEYS = {"name", "state", "model", "dataset", "evasion"}
+EVASION_KEYS = {"samples", "clean_accuracy", "attacks", "worst_case", "robustness_score", "curves"}
 ATTACK_KEYS = {
     "attack", "norm", "eps", "adversarial_accuracy", "attack_success_rate", "mean_confidence_clean",
     "mean_confidence_adversarial", "robustness_score", "perturbation_linf_mean", "perturbation_l2_mean",
@@ -50,32 +52,32 @@ def test_evaluation_runs_to_a_consistent_report(gateway, uploaded_digits, digits
     model, dataset = uploaded_digits
     final = _run_to_end(
         gateway,
-        evaluation_pb2.CreateEvaluationRequest(
-            model=model.name, dataset=dataset.name, attacks=_attacks(0.1, 0.3), max_samples=120, display_name="e2e"
+        evasion_request(model.name, dataset.name, attacks=_attacks(0.1, 0.3), max_samples=120, display_name="e2e"
         ),
     )
     assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
     assert final.progress.done == final.progress.total == 120 * (1 + 1 + 10 + 10)
 
     report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report
-    assert report.name == final.name and report.state == "SUCCEEDED" and report.samples == 120
+    assert report.name == final.name and report.state == "SUCCEEDED" and report.evasion.samples == 120
     assert report.model.sha256 == file_digest(Path(digits_files[0]))[1]
     assert report.dataset.sha256 == file_digest(Path(digits_files[1]))[1]
-    assert report.clean_accuracy > 0.85  # the demo CNN is a working classifier
-    by_key = {(a.attack, a.eps): a for a in report.attacks}
+    metrics = report.evasion
+    assert metrics.clean_accuracy > 0.85  # the demo CNN is a working classifier
+    by_key = {(a.attack, a.eps): a for a in metrics.attacks}
     assert set(by_key) == {("fgsm", 0.1), ("fgsm", 0.3), ("pgd", 0.1), ("pgd", 0.3)}
     fgsm_03 = by_key[("fgsm", 0.3)]
-    assert fgsm_03.adversarial_accuracy <= report.clean_accuracy
-    assert fgsm_03.adversarial_accuracy < 0.5 * report.clean_accuracy  # eps 0.3 of a 0..1 range is a big budget
+    assert fgsm_03.adversarial_accuracy <= metrics.clean_accuracy
+    assert fgsm_03.adversarial_accuracy < 0.5 * metrics.clean_accuracy  # eps 0.3 of a 0..1 range is a big budget
     # PGD is at least about as strong as FGSM at the same budget.
     assert by_key[("pgd", 0.3)].adversarial_accuracy <= fgsm_03.adversarial_accuracy + 0.05
-    for attack in report.attacks:
+    for attack in metrics.attacks:
         assert attack.perturbation_linf_mean <= attack.eps + 1e-5
         assert 0.0 <= attack.robustness_score <= 1.0
-    for worst in report.worst_case:
-        group = [a.adversarial_accuracy for a in report.attacks if a.eps == worst.eps]
+    for worst in metrics.worst_case:
+        group = [a.adversarial_accuracy for a in metrics.attacks if a.eps == worst.eps]
         assert worst.accuracy <= min(group) + 1e-12
-    assert 0.0 <= report.robustness_score <= 1.0
+    assert 0.0 <= metrics.robustness_score <= 1.0
 
 
 def test_cli_evaluate_wait_json_prints_the_report_contract(mesh, uploaded_digits):
@@ -89,13 +91,15 @@ def test_cli_evaluate_wait_json_prints_the_report_contract(mesh, uploaded_digits
         ])
     assert code == 0
     report = json.loads(out.getvalue())  # stdout holds JSON and nothing else
-    assert REPORT_KEYS <= set(report)
-    assert report["state"] == "SUCCEEDED" and report["samples"] == 40
-    assert isinstance(report["samples"], int) and isinstance(report["clean_accuracy"], float)
+    assert REPORT_KEYS <= set(report) and EVASION_KEYS <= set(report["evasion"])
+    metrics = report["evasion"]
+    # int64 counts travel as JSON strings (proto3 JSON), doubles as numbers.
+    assert report["state"] == "SUCCEEDED" and metrics["samples"] == "40"
+    assert isinstance(metrics["clean_accuracy"], float)
     assert {"name", "sha256"} <= set(report["model"]) and {"name", "sha256"} <= set(report["dataset"])
-    assert len(report["attacks"]) == 4 and all(ATTACK_KEYS <= set(a) for a in report["attacks"])
-    assert report["attacks"][0]["norm"] == "inf"
-    assert [w["eps"] for w in report["worst_case"]] == [0.1, 0.2]
+    assert len(metrics["attacks"]) == 4 and all(ATTACK_KEYS <= set(a) for a in metrics["attacks"])
+    assert metrics["attacks"][0]["norm"] == "inf"
+    assert [w["eps"] for w in metrics["worst_case"]] == [0.1, 0.2]
 
     out = io.StringIO()
     with redirect_stdout(out):
@@ -112,7 +116,7 @@ def test_bad_evaluation_requests_fail_with_what_to_fix_and_leave_no_job(gateway,
     def request(**overrides):
         fields = dict(model=model.name, dataset=dataset.name, attacks=fgsm)
         fields.update(overrides)
-        return evaluation_pb2.CreateEvaluationRequest(**fields)
+        return evasion_request(**fields)
 
     split = digits.load_digits_split()
     # No class_names: storage would already refuse labels beyond them.
@@ -163,9 +167,7 @@ def test_bad_uploads_through_the_gateway_are_rejected(gateway, tmp_path, digits_
 def test_cancel_stops_a_running_evaluation(gateway, uploaded_digits):
     model, dataset = uploaded_digits
     created = gateway.evaluations.CreateEvaluation(
-        evaluation_pb2.CreateEvaluationRequest(
-            model=model.name, dataset=dataset.name,
-            attacks=[evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=2000)],
+        evasion_request(model.name, dataset.name, attacks=[evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=2000)],
         )
     ).evaluation
     states = []
@@ -193,8 +195,7 @@ def test_evaluations_and_reports_survive_a_gateway_restart(mesh, uploaded_digits
     model, dataset = uploaded_digits
     done = _run_to_end(
         gateway,
-        evaluation_pb2.CreateEvaluationRequest(
-            model=model.name, dataset=dataset.name, attacks=_attacks(0.2, pgd_steps=3), max_samples=30
+        evasion_request(model.name, dataset.name, attacks=_attacks(0.2, pgd_steps=3), max_samples=30
         ),
     )
     assert done.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED
@@ -221,9 +222,7 @@ def test_draining_gateway_hands_running_work_to_the_next_one(mesh, uploaded_digi
     gateway = Gateway.connect(mesh.gateway_address)
     model, dataset = uploaded_digits
     created = gateway.evaluations.CreateEvaluation(
-        evaluation_pb2.CreateEvaluationRequest(
-            model=model.name, dataset=dataset.name,
-            attacks=[evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=10000)],
+        evasion_request(model.name, dataset.name, attacks=[evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=10000)],
         )
     ).evaluation
     for evaluation in watch(gateway, created.name):

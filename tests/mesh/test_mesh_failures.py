@@ -10,6 +10,7 @@ from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
 from advex.gateway.server import create_server as create_gateway
 from advex.v1 import evasion_pb2, evaluation_pb2
+from mesh_requests import evasion_request
 
 
 def test_unreachable_attack_service_is_retried_then_failed_with_a_readable_error(
@@ -22,9 +23,11 @@ def test_unreachable_attack_service_is_retried_then_failed_with_a_readable_error
     # asks the (unreachable) attack service to check compatibility.
     store = jobs.JobStore(database_url)
     row = store.create(
-        display_name="no attack service", model=model.name, dataset=dataset.name,
-        attacks=[{"attack": "fgsm", "norm": "inf", "eps": 0.1}], clip_min=0.0, clip_max=1.0,
-        max_samples=10, samples=10, progress_total=10,
+        display_name="no attack service", kind=jobs.EVASION, model=model.name,
+        spec=evasion_pb2.EvasionSpec(
+            dataset=dataset.name, attacks=[evasion_pb2.AttackSpec(attack="fgsm", norm="inf", eps=0.1)], samples=10
+        ),
+        clip_min=0.0, clip_max=1.0, progress_total=10,
     )
     store.close()
     config = GatewayConfig(
@@ -54,9 +57,7 @@ def test_watch_streams_are_capped_so_other_calls_keep_working(mesh, uploaded_dig
     gateway = Gateway.connect(mesh.gateway_address)
     try:
         created = gateway.evaluations.CreateEvaluation(
-            evaluation_pb2.CreateEvaluationRequest(
-                model=model.name, dataset=dataset.name,
-                attacks=[evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=10000)],
+            evasion_request(model.name, dataset.name, attacks=[evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=10000)],
             )
         ).evaluation
         limited = mesh.gateway_config.__dict__ | {"max_watchers": 2, "instance_id": "few-watchers"}

@@ -3,10 +3,7 @@ flags, waiting on evaluations."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +11,16 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from advex.v1 import artifact_pb2, artifact_pb2_grpc, evasion_pb2, evaluation_pb2, evaluation_pb2_grpc
+from advex.core.errors import AdvexError
+from advex.core.presigned import file_digest, put_file
+from advex.v1 import (
+    artifact_pb2,
+    artifact_pb2_grpc,
+    evasion_pb2,
+    evaluation_pb2,
+    evaluation_pb2_grpc,
+    poisoning_pb2,
+)
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 TERMINAL = {
@@ -58,33 +64,11 @@ class Gateway:
         self.channel.close()
 
 
-class _ProgressReader:
-    """A file wrapper that reports bytes read, for upload progress bars."""
-
-    def __init__(self, path: Path, on_read: Callable[[int], None]):
-        self._file = open(path, "rb")
-        self._on_read = on_read
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        self._on_read(len(data))
-        return data
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def file_digest(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
-KINDS = {"model": artifact_pb2.ARTIFACT_KIND_MODEL, "dataset": artifact_pb2.ARTIFACT_KIND_DATASET}
+KINDS = {
+    "model": artifact_pb2.ARTIFACT_KIND_MODEL,
+    "dataset": artifact_pb2.ARTIFACT_KIND_DATASET,
+    "pattern": artifact_pb2.ARTIFACT_KIND_PATTERN,
+}
 
 
 def upload(
@@ -99,18 +83,10 @@ def upload(
             kind=KINDS[kind], display_name=display_name or path.name, size_bytes=size, sha256=sha256
         )
     )
-    body = _ProgressReader(path, on_progress)
-    request = urllib.request.Request(created.upload_url, data=body, method=created.upload_method or "PUT")
-    for key, value in created.upload_headers.items():
-        request.add_header(key, value)
-    request.add_header("Content-Length", str(size))
     try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise CliError(f"upload of {path} was refused by the object store: HTTP {exc.code} {exc.reason}") from None
-    finally:
-        body.close()
+        put_file(path, created.upload_url, created.upload_method, created.upload_headers, on_progress)
+    except AdvexError as exc:
+        raise CliError(str(exc)) from None
     return gateway.artifacts.CompleteUpload(artifact_pb2.CompleteUploadRequest(name=created.artifact.name)).artifact
 
 
@@ -120,20 +96,16 @@ _ATTACK_KEYS = {"eps": float, "steps": int, "step_size": float, "norm": str, "ra
 def parse_attack(text: str, budgets: list[float]) -> list[evasion_pb2.AttackSpec]:
     """'pgd:eps=0.1,steps=40,norm=inf' -> AttackSpecs; without eps, one spec
     per value of --eps. The gateway checks the values themselves."""
-    name, _, params = text.partition(":")
-    fields: dict = {"attack": name.strip()}
-    for item in filter(None, (p.strip() for p in params.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in _ATTACK_KEYS:
-            raise CliError(
-                f"--attack {text}: '{item}' is not key=value with key one of {', '.join(_ATTACK_KEYS)}"
-            )
+    name, values = _key_values(text, "--attack")
+    fields: dict = {"attack": name}
+    for key, value in values.items():
+        if key not in _ATTACK_KEYS:
+            raise CliError(f"--attack {text}: '{key}={value}' is not key=value with key one of {', '.join(_ATTACK_KEYS)}")
         if key == "random_init":
-            fields[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            fields[key] = value.lower() in ("1", "true", "yes", "on")
             continue
         try:
-            fields[key] = _ATTACK_KEYS[key](value.strip())
+            fields[key] = _ATTACK_KEYS[key](value)
         except ValueError:
             raise CliError(f"--attack {text}: {key}={value} is not a valid {_ATTACK_KEYS[key].__name__}") from None
     if "eps" in fields:
@@ -141,6 +113,93 @@ def parse_attack(text: str, budgets: list[float]) -> list[evasion_pb2.AttackSpec
     if not budgets:
         raise CliError(f"--attack {text}: give eps=... or one or more --eps values")
     return [evasion_pb2.AttackSpec(**fields, eps=eps) for eps in budgets]
+
+
+def _key_values(text: str, flag: str) -> tuple[str, dict[str, str]]:
+    """'name:k=v,k2=v2' -> (name, {k: v}); a bare item after a key continues
+    its value, so 'pos=3,4' keeps its comma."""
+    name, _, params = text.partition(":")
+    values: dict[str, str] = {}
+    key = None
+    for item in (p.strip() for p in params.split(",")):
+        if not item:
+            continue
+        k, sep, v = item.partition("=")
+        if sep:
+            key = k.strip().replace("-", "_")
+            values[key] = v.strip()
+        elif key is not None:
+            values[key] += "," + item
+        else:
+            raise CliError(f"{flag} {text}: '{item}' is not key=value")
+    return name.strip(), values
+
+
+_TRIGGER_KEYS = {"size": int, "pos": str, "position": str, "value": float, "pattern": str, "alpha": float, "seed": int}
+
+
+def parse_trigger(text: str) -> poisoning_pb2.TriggerSpec:
+    """'square:size=2,pos=bottom-right' -> TriggerSpec. The gateway checks the values."""
+    name, values = _key_values(text, "--trigger")
+    trigger = poisoning_pb2.TriggerSpec(trigger=name)
+    for key, value in values.items():
+        if key not in _TRIGGER_KEYS:
+            raise CliError(f"--trigger {text}: unknown key '{key}'; keys: {', '.join(_TRIGGER_KEYS)}")
+        try:
+            setattr(trigger, "position" if key == "pos" else key, _TRIGGER_KEYS[key](value))
+        except ValueError:
+            raise CliError(f"--trigger {text}: {key}={value} is not a valid {_TRIGGER_KEYS[key].__name__}") from None
+    return trigger
+
+
+def parse_classes(text: str) -> list[int]:
+    """'1,2' -> [1, 2]; 'all' -> [] (every class but the target)."""
+    if text.strip().lower() == "all":
+        return []
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise CliError(f"--source {text}: give class indices like 1 or 1,2,3, or all") from None
+
+
+def parse_counts(text: str) -> tuple[list[int], list[float]]:
+    """'5,10,0.1' -> counts [5, 10] and fractions [0.1] (values below 1)."""
+    counts, fractions = [], []
+    for item in filter(None, (c.strip() for c in text.split(","))):
+        try:
+            value = float(item)
+        except ValueError:
+            raise CliError(f"--count {text}: '{item}' is not a number") from None
+        if value >= 1 and value == int(value):
+            counts.append(int(value))
+        elif 0 < value < 1:
+            fractions.append(value)
+        else:
+            raise CliError(f"--count {text}: '{item}' must be a whole count >= 1 or a share between 0 and 1")
+    return counts, fractions
+
+
+def save_poisoned_data(pieces, path: Path) -> tuple[int, int]:
+    """Writes a poisoned-data stream as an npz (x, y, original_y, poisoned);
+    (samples, poisoned samples). Holds the set in memory while it writes."""
+    import numpy as np
+
+    from advex.core import tensors
+
+    labels, originals, flags, images = [], [], [], []
+    assembler = tensors.ChunkAssembler()
+    for piece in pieces:
+        if piece.HasField("samples"):
+            labels.append(tensors.from_proto(piece.samples.labels))
+            originals.append(tensors.from_proto(piece.samples.original_labels))
+            flags.append(tensors.from_proto(piece.samples.poisoned))
+        elif (done := assembler.add(piece.images)) is not None:
+            images.append(done[1])
+    if not labels:
+        raise CliError("the gateway sent no data")
+    y, poisoned = np.concatenate(labels), np.concatenate(flags)
+    np.savez(path, x=np.concatenate(images), y=y, original_y=np.concatenate(originals), poisoned=poisoned)
+    return int(len(y)), int(poisoned.sum())
 
 
 def watch(gateway: Gateway, name: str) -> Iterator[evaluation_pb2.Evaluation]:

@@ -10,9 +10,22 @@ from pathlib import Path
 import grpc
 
 from advex.cli import render
-from advex.cli.client import TERMINAL, CliError, Gateway, parse_attack, upload, watch
+from advex.cli.client import (
+    KINDS,
+    TERMINAL,
+    CliError,
+    Gateway,
+    parse_attack,
+    parse_classes,
+    parse_counts,
+    parse_trigger,
+    save_poisoned_data,
+    upload,
+    watch,
+)
+from advex.core import poison_specs
 from advex.core.attack_specs import ATTACKS
-from advex.v1 import artifact_pb2, evaluation_pb2
+from advex.v1 import artifact_pb2, evasion_pb2, evaluation_pb2, poisoning_pb2
 
 DEMO_BUDGETS = [0.05, 0.1, 0.2, 0.3]
 
@@ -69,13 +82,16 @@ def cmd_evaluate(gateway: Gateway, args) -> int:
     attacks = [spec for text in args.attack for spec in parse_attack(text, args.eps)]
     request = evaluation_pb2.CreateEvaluationRequest(
         model=args.model,
-        dataset=args.dataset,
-        attacks=attacks,
+        evasion=evasion_pb2.EvasionSpec(dataset=args.dataset, attacks=attacks, max_samples=args.max_samples),
         clip_min=args.clip_min,
         clip_max=args.clip_max,
-        max_samples=args.max_samples,
         display_name=args.name or "",
     )
+    return _create(gateway, request, args)
+
+
+def _create(gateway: Gateway, request: evaluation_pb2.CreateEvaluationRequest, args) -> int:
+    """Creates the evaluation; with --wait, follows it and prints its report."""
     evaluation = gateway.evaluations.CreateEvaluation(request).evaluation
     if not args.wait:
         if args.json:
@@ -84,6 +100,48 @@ def cmd_evaluate(gateway: Gateway, args) -> int:
             print(f"{evaluation.name}  QUEUED  (follow it with `advex watch {evaluation.name}`)")
         return 0
     return _finish(gateway, _wait(gateway, evaluation.name, not args.json), args)
+
+
+def cmd_poison(gateway: Gateway, args) -> int:
+    counts, fractions = parse_counts(args.count)
+    training = poisoning_pb2.TrainingRecipe(optimizer=args.optimizer or "", fine_tune=args.fine_tune)
+    for field, value in (
+        ("epochs", args.epochs), ("batch_size", args.batch_size), ("learning_rate", args.learning_rate)
+    ):
+        if value is not None:
+            setattr(training, field, value)
+    spec = poisoning_pb2.PoisoningSpec(
+        training_dataset=args.train,
+        test_dataset=args.test,
+        kind=args.kind,
+        source_classes=parse_classes(args.source),
+        target_class=args.target,
+        counts=counts,
+        fractions=fractions,
+        training=training,
+        seed=args.seed,
+    )
+    if args.trigger:
+        spec.trigger.CopyFrom(parse_trigger(args.trigger))
+    if args.perturb:
+        (perturbation,) = parse_attack(args.perturb, [])
+        spec.perturbation.CopyFrom(perturbation)
+    request = evaluation_pb2.CreateEvaluationRequest(
+        model=args.model, poisoning=spec, clip_min=args.clip_min, clip_max=args.clip_max, display_name=args.name or ""
+    )
+    return _create(gateway, request, args)
+
+
+def cmd_poisoned_data(gateway: Gateway, args) -> int:
+    stream = gateway.evaluations.StreamPoisonedData(
+        evaluation_pb2.StreamPoisonedDataRequest(name=args.evaluation, poison_count=args.count)
+    )
+    samples, poisoned = save_poisoned_data((r.piece for r in stream), Path(args.out))
+    if args.json:
+        render.print_json({"path": args.out, "samples": samples, "poisoned": poisoned})
+    else:
+        print(f"wrote {args.out}: {samples} training images, {poisoned} poisoned (arrays x, y, original_y, poisoned)")
+    return 0
 
 
 def cmd_watch(gateway: Gateway, args) -> int:
@@ -166,7 +224,11 @@ def cmd_demo(gateway: Gateway, args) -> int:
     attacks = [spec for text in ("fgsm", "pgd:norm=inf") for spec in parse_attack(text, DEMO_BUDGETS)]
     evaluation = gateway.evaluations.CreateEvaluation(
         evaluation_pb2.CreateEvaluationRequest(
-            model=model.name, dataset=dataset.name, attacks=attacks, clip_min=0.0, clip_max=1.0, display_name="demo"
+            model=model.name,
+            evasion=evasion_pb2.EvasionSpec(dataset=dataset.name, attacks=attacks),
+            clip_min=0.0,
+            clip_max=1.0,
+            display_name="demo",
         )
     ).evaluation
     say(f"demo: {evaluation.name} queued: FGSM and PGD (L-inf) at eps {', '.join(map(str, DEMO_BUDGETS))}")
@@ -190,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("up", help="run the whole mesh in the foreground (Ctrl-C stops)")
 
-    p = sub.add_parser("upload", parents=[common], help="upload a model (.keras) or dataset (.npz)")
-    p.add_argument("kind", choices=["model", "dataset"])
+    p = sub.add_parser(
+        "upload", parents=[common], help="upload a model (.keras), dataset (.npz) or trigger pattern (.npz)"
+    )
+    p.add_argument("kind", choices=list(KINDS))
     p.add_argument("path")
     p.add_argument("--name", help="display name (default: the file name)")
     p.set_defaults(func=cmd_upload)
@@ -215,6 +279,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="display name")
     p.add_argument("--wait", action="store_true", help="follow progress and print the report")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "poison",
+        parents=[common],
+        help="backdoor-poison a training set, train the model's architecture on it (and a clean baseline), measure",
+    )
+    p.add_argument("--model", required=True, help="artifact name of the model: its architecture is trained")
+    p.add_argument("--train", required=True, help="artifact name of the training dataset")
+    p.add_argument("--test", required=True, help="artifact name of the test dataset")
+    p.add_argument(
+        "--trigger",
+        help="NAME[:key=value,...], e.g. square:size=2,pos=bottom-right, checker:size=3,pos=2,2, "
+        "pattern:pattern=artifacts/<id>, blend:alpha=0.1,seed=3; triggers: "
+        + "; ".join(f"{k} ({v})" for k, v in poison_specs.TRIGGERS.items()),
+    )
+    p.add_argument("--source", default="all", help="source classes: a list like 1 or 1,2,3, or all (but the target)")
+    p.add_argument("--target", type=int, required=True, help="the class the backdoor sends images to")
+    p.add_argument(
+        "--count", required=True,
+        help="images to poison, one model per value: 5,10,20; a value below 1 (0.05) is a share of the pool",
+    )
+    p.add_argument(
+        "--kind", default="dirty", choices=list(poison_specs.KINDS),
+        help="; ".join(f"{k}: {v}" for k, v in poison_specs.KINDS.items()),
+    )
+    p.add_argument("--perturb", help="clean kind: perturb the poisoned images first, e.g. pgd:eps=0.3,steps=10")
+    p.add_argument("--epochs", type=int, help=f"default {poison_specs.DEFAULT_EPOCHS}")
+    p.add_argument("--batch-size", type=int, help=f"default {poison_specs.DEFAULT_BATCH_SIZE}")
+    p.add_argument("--learning-rate", type=float, help=f"default {poison_specs.DEFAULT_LEARNING_RATE:g}")
+    p.add_argument("--optimizer", choices=list(poison_specs.OPTIMIZERS), help="default adam")
+    p.add_argument("--fine-tune", action="store_true", help="start from the uploaded weights instead of fresh ones")
+    p.add_argument("--seed", type=int, default=0, help="chooses the images and the initialisation (default 0)")
+    p.add_argument("--clip-min", type=float, default=0.0, help="smallest valid input value (default 0)")
+    p.add_argument("--clip-max", type=float, default=1.0, help="largest valid input value (default 1)")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--wait", action="store_true", help="follow progress and print the report")
+    p.set_defaults(func=cmd_poison)
+
+    p = sub.add_parser(
+        "poisoned-data", parents=[common], help="download one count's poisoned training set of a poisoning evaluation"
+    )
+    p.add_argument("evaluation", help="evaluations/<id>")
+    p.add_argument("--count", type=int, required=True, help="one of the evaluation's poison counts")
+    p.add_argument("--out", required=True, help="the .npz to write (x, y, original_y, poisoned)")
+    p.set_defaults(func=cmd_poisoned_data)
 
     for name, func, text in (
         ("watch", cmd_watch, "follow an evaluation to its end, then print its report"),

@@ -41,23 +41,97 @@ def progress_bar(total: int, description: str, unit: str = "it", enabled: bool =
 def evaluation_line(evaluation: evaluation_pb2.Evaluation) -> str:
     progress = evaluation.progress
     percent = 100.0 * progress.done / progress.total if progress.total else 0.0
+    kind = evaluation.WhichOneof("spec")
+    if kind == "poisoning":
+        spec = evaluation.poisoning
+        what = f"poisoning {spec.kind}: {len(spec.counts)} count(s) + baseline, target {spec.target_class}"
+    else:
+        what = f"evasion: {len(evaluation.evasion.attacks)} attacks, {evaluation.evasion.samples} samples"
     line = (
-        f"{evaluation.name}  {state_name(evaluation.state):<9}  {percent:5.1f}%  "
-        f"{len(evaluation.attacks)} attacks  {evaluation.samples} samples  {evaluation.display_name}"
+        f"{evaluation.name}  {state_name(evaluation.state):<9}  {percent:5.1f}%  {what}  {evaluation.display_name}"
     )
     if evaluation.error:
         line += f"\n    error: {evaluation.error}"
     return line
 
 
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return [line(header), line("-" * w for w in widths), *(line(row) for row in rows)]
+
+
+def _ref(ref) -> str:
+    return f"{ref.display_name or ref.name}  sha256 {ref.sha256[:12]}"
+
+
 def report_table(report) -> str:
-    """The metrics of a Report as an aligned text table."""
+    """A Report as aligned text: a header, then its kind's tables."""
     lines = [
         f"evaluation  {report.name}",
-        f"model       {report.model.display_name or report.model.name}  sha256 {report.model.sha256[:12]}",
-        f"dataset     {report.dataset.display_name or report.dataset.name}  sha256 {report.dataset.sha256[:12]}",
-        f"samples     {report.samples}    clip range {report.clip_min:g}..{report.clip_max:g}",
-        f"clean accuracy {report.clean_accuracy:.4f}    mean confidence {report.mean_confidence_clean:.4f}",
+        f"model       {_ref(report.model)}",
+        f"dataset     {_ref(report.dataset)}",
+    ]
+    if report.WhichOneof("result") == "poisoning":
+        return "\n".join(lines + _poisoning_lines(report.poisoning))
+    return "\n".join(lines + _evasion_lines(report.evasion, report))
+
+
+def _poisoning_lines(p) -> list[str]:
+    spec = p.spec
+    trigger = spec.trigger
+    if spec.kind == "flip":
+        how = "label flipping (no trigger)"
+    else:
+        place = f" at {trigger.position}" if trigger.position else ""
+        size = f" size {trigger.size}" if trigger.HasField("size") and trigger.trigger in ("square", "checker") else ""
+        how = f"{spec.kind}-label, trigger {trigger.trigger}{size}{place}"
+    training = spec.training
+    lines = [
+        f"training    {_ref(p.training_dataset)}  ({p.training_samples} images)",
+        f"poisoning   {how}; sources {', '.join(map(str, p.source_classes))} -> target {spec.target_class}; "
+        f"pool {p.pool_samples} images",
+        f"recipe      {training.epochs} epochs, batch {training.batch_size}, {training.optimizer} "
+        f"lr {training.learning_rate:g}{', fine-tuned from the uploaded weights' if training.fine_tune else ''}; "
+        f"seed {spec.seed}",
+        f"test        {p.test_samples} images, {p.attacked_test_samples} attacked (source classes, not the target)",
+        "",
+    ]
+    header = ("poisoned", "share", "ASR", "clean_acc", "drop", "acc_source", "trig_acc_src", "trig_acc_other", "gap", "train_s")
+    rows = [
+        (
+            "baseline" if r.poison_count == 0 else str(r.poison_count),
+            f"{r.poison_fraction:.4f}",
+            f"{r.attack_success_rate:.4f}",
+            f"{r.clean_accuracy:.4f}",
+            f"{r.clean_accuracy_drop:+.4f}",
+            f"{r.clean_accuracy_source:.4f}",
+            f"{r.triggered_accuracy_source:.4f}",
+            f"{r.triggered_accuracy_non_source:.4f}",
+            f"{r.accuracy_gap:+.4f}",
+            f"{r.training_seconds:.1f}",
+        )
+        for r in [p.baseline, *p.poisoned]
+    ]
+    lines += _table(header, rows)
+    lines.append("")
+    if p.HasField("count_at_90_percent_asr"):
+        lines.append(f"the backdoor works (ASR >= 0.9) from {p.count_at_90_percent_asr} poisoned images on")
+    else:
+        lines.append("no evaluated count reaches an attack success rate of 0.9")
+    lines.append("models: " + ", ".join(
+        f"{'baseline' if r.poison_count == 0 else r.poison_count}={r.model.name}" for r in [p.baseline, *p.poisoned]
+    ))
+    return lines
+
+
+def _evasion_lines(e, report) -> list[str]:
+    lines = [
+        f"samples     {e.samples}    clip range {report.clip_min:g}..{report.clip_max:g}",
+        f"clean accuracy {e.clean_accuracy:.4f}    mean confidence {e.mean_confidence_clean:.4f}",
         "",
     ]
     header = ("attack", "norm", "eps", "adv_acc", "ASR", "conf_clean", "conf_adv", "robust", "Linf_mean", "L2_mean")
@@ -74,25 +148,19 @@ def report_table(report) -> str:
             f"{a.perturbation_linf_mean:.4f}",
             f"{a.perturbation_l2_mean:.4f}",
         )
-        for a in report.attacks
+        for a in e.attacks
     ]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    def line(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    lines.append(line(header))
-    lines.append(line("-" * w for w in widths))
-    lines.extend(line(row) for row in rows)
+    lines += _table(header, rows)
     lines.append("")
     lines.append("worst case over all attacks at each budget:")
-    for w in report.worst_case:
+    for w in e.worst_case:
         lines.append(f"  L{w.norm} eps={w.eps:g}: accuracy {w.accuracy:.4f}  ({', '.join(w.attacks)})")
-    for curve in report.curves:
+    for curve in e.curves:
         if curve.HasField("eps_at_half_clean_accuracy"):
             lines.append(
                 f"{curve.attack} L{curve.norm}: accuracy falls below half of clean at eps={curve.eps_at_half_clean_accuracy:g}"
             )
         else:
             lines.append(f"{curve.attack} L{curve.norm}: accuracy stays above half of clean at every evaluated eps")
-    lines.append(f"robustness score {report.robustness_score:.4f}  (mean worst-case accuracy / clean accuracy)")
-    return "\n".join(lines)
+    lines.append(f"robustness score {e.robustness_score:.4f}  (mean worst-case accuracy / clean accuracy)")
+    return lines

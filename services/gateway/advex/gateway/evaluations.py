@@ -6,19 +6,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
+from google.protobuf.message import Message
+
 from advex.core import resources
-from advex.core.attack_specs import check_clip_range, resolve, spec_to_dict
+from advex.core.attack_specs import check_clip_range
 from advex.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from advex.gateway import jobs
-from advex.gateway.runner import COMPATIBILITY_TIMEOUT_S, STORAGE_TIMEOUT_S, Downstream, EvaluationRunner, locate
-from advex.v1 import artifact_pb2, attack_service_pb2, evasion_pb2, report_pb2
+from advex.gateway.kinds import BY_FIELD, KINDS
+from advex.gateway.runner import EvaluationRunner
+from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, STORAGE_TIMEOUT_S, Downstream, locate
+from advex.internal.v1 import attack_service_pb2
+from advex.v1 import artifact_pb2, report_pb2
 
 COLLECTION = "evaluations"
-MAX_ATTACKS = 256
-# A listed evaluation carries its attacks (about 50 bytes each on the wire);
-# bounding them per page keeps a ListEvaluations answer near 1 MiB, far below
-# gRPC's 4 MiB message limit, even at page_size 1000 and 256 attacks each.
-MAX_LISTED_ATTACKS = 20_000
+# A listed evaluation carries its spec (stored as JSON; on the wire about as
+# large or smaller); bounding the specs per page keeps a ListEvaluations
+# answer near 1 MiB, far below gRPC's 4 MiB message limit, however large
+# the specs and the page_size.
+MAX_LISTED_SPEC_BYTES = 1_000_000
 
 
 class Evaluations:
@@ -37,7 +42,8 @@ class Evaluations:
         self.max_watchers = max_watchers
         self._watchers = threading.BoundedSemaphore(max_watchers)
 
-    def _artifact(self, name: str, field: str, kind: int) -> artifact_pb2.Artifact:
+    def require_artifact(self, name: str, field: str, kind: int) -> artifact_pb2.Artifact:
+        """The READY artifact `name` of `kind`; what to fix otherwise."""
         if not name:
             raise InvalidArgument(f"{field} is required: the name of an uploaded artifact ('artifacts/<id>')")
         artifact = self.downstream.storage.GetArtifact(
@@ -54,49 +60,52 @@ class Evaluations:
             )
         return artifact
 
-    def create(
-        self,
-        *,
-        model: str,
-        dataset: str,
-        attacks: Sequence[evasion_pb2.AttackSpec],
-        clip_min: float,
-        clip_max: float,
-        max_samples: int,
-        display_name: str,
-    ) -> jobs.EvaluationRow:
-        """Checks everything that can be checked before work starts, so a bad
-        request fails here with what to fix, and never leaves a job behind."""
-        if not attacks:
-            raise InvalidArgument("attacks is empty; give at least one, e.g. {attack: 'fgsm', eps: 0.1}")
-        if len(attacks) > MAX_ATTACKS:
-            raise InvalidArgument(f"at most {MAX_ATTACKS} attacks per evaluation, got {len(attacks)}")
-        resolved = [resolve(spec, where=f"attacks[{i}]") for i, spec in enumerate(attacks)]
-        check_clip_range(clip_min, clip_max)
-        if max_samples < 0:
-            raise InvalidArgument(f"max_samples must be >= 0 (0 means all), got {max_samples}")
-        if len(display_name) > 200:
-            raise InvalidArgument("display_name is longer than 200 characters")
-        self._artifact(model, "model", artifact_pb2.ARTIFACT_KIND_MODEL)
-        self._artifact(dataset, "dataset", artifact_pb2.ARTIFACT_KIND_DATASET)
+    def compatibility(
+        self, model: str, dataset: str, clip_min: float, clip_max: float
+    ) -> attack_service_pb2.CheckCompatibilityResponse:
+        """The attack service's word that `dataset` fits `model` (INVALID_ARGUMENT with what to fix if not)."""
         storage = self.downstream.storage
-        info = self.downstream.attack.CheckCompatibility(
+        return self.downstream.attack.CheckCompatibility(
             attack_service_pb2.CheckCompatibilityRequest(
                 model=locate(storage, model), dataset=locate(storage, dataset), clip_min=clip_min, clip_max=clip_max
             ),
             timeout=COMPATIBILITY_TIMEOUT_S,
         )
-        samples = info.dataset.samples if max_samples == 0 else min(max_samples, info.dataset.samples)
+
+    def locate(self, name: str) -> attack_service_pb2.ObjectLocation:
+        return locate(self.downstream.storage, name)
+
+    def create(
+        self,
+        *,
+        model: str,
+        spec: Message | None,
+        clip_min: float,
+        clip_max: float,
+        display_name: str,
+    ) -> jobs.EvaluationRow:
+        """Checks everything that can be checked before work starts, so a bad
+        request fails here with what to fix, and never leaves a job behind.
+        `spec` is the request's EvasionSpec or PoisoningSpec."""
+        if spec is None:
+            raise InvalidArgument(
+                f"say what to evaluate: set one of {', '.join(BY_FIELD)} (e.g. evasion: {{dataset, attacks}})"
+            )
+        kind = next(k for k in KINDS.values() if isinstance(spec, k.spec_type))
+        check_clip_range(clip_min, clip_max)
+        if len(display_name) > 200:
+            raise InvalidArgument("display_name is longer than 200 characters")
+        if not model:
+            raise InvalidArgument("model is required: the name of an uploaded model ('artifacts/<id>')")
+        stored, progress_total = kind.validate(self, model, spec, clip_min, clip_max)
         return self.store.create(
             display_name=display_name,
+            kind=kind.name,
             model=model,
-            dataset=dataset,
-            attacks=[spec_to_dict(r.to_proto()) for r in resolved],
+            spec=stored,
             clip_min=clip_min,
             clip_max=clip_max,
-            max_samples=max_samples,
-            samples=samples,
-            progress_total=samples * sum(r.cost for r in resolved),
+            progress_total=progress_total,
         )
 
     def get(self, name: str) -> jobs.EvaluationRow:
@@ -110,10 +119,10 @@ class Evaluations:
         rows = self.store.list(size + 1, resources.decode_page_token(page_token))
         more = len(rows) > size
         rows = rows[:size]
-        attacks = 0
+        spec_bytes = 0
         for kept, row in enumerate(rows):
-            attacks += len(row.attacks)
-            if attacks > MAX_LISTED_ATTACKS and kept > 0:
+            spec_bytes += len(row.spec)
+            if spec_bytes > MAX_LISTED_SPEC_BYTES and kept > 0:
                 rows, more = rows[:kept], True
                 break
         return rows, resources.encode_page_token(rows[-1].id) if more else ""
@@ -154,3 +163,14 @@ class Evaluations:
             detail = f": {row.error}" if row.error else ""
             raise FailedPrecondition(f"'{name}' is {row.state}{detail}; a report exists once it SUCCEEDED")
         return report_pb2.Report.FromString(row.report)
+
+    def poisoned_data(self, name: str, poison_count: int) -> Iterator:
+        """The poisoned training set of one count of a poisoning evaluation,
+        as PoisonedDataPiece messages."""
+        row = self.get(name)
+        kind = KINDS[row.kind]
+        if kind.name != "poisoning":
+            raise FailedPrecondition(f"'{name}' is a {row.kind} evaluation; only poisoning evaluations have poisoned data")
+        from advex.gateway import poisoning
+
+        return poisoning.poisoned_data(self, row, kind.read_spec(row), poison_count)

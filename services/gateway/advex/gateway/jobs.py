@@ -12,17 +12,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from advex.core.errors import FailedPrecondition
 from advex.core.resources import new_id
 from advex.core.sql import create_engine
+from advex.v1 import evasion_pb2, report_pb2
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+EVASION = "evasion"
 
 metadata = sa.MetaData()
 
@@ -32,14 +36,14 @@ evaluations = sa.Table(
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("display_name", sa.String(200), nullable=False, default=""),
     sa.Column("state", sa.String(16), nullable=False, index=True),
+    # What the evaluation does: a name of advex.gateway.kinds.KINDS.
+    sa.Column("kind", sa.String(16), nullable=False, default=EVASION),
     sa.Column("model", sa.String(64), nullable=False),
-    sa.Column("dataset", sa.String(64), nullable=False),
-    # JSON list of fully resolved AttackSpecs (every default filled in).
-    sa.Column("attacks", sa.Text, nullable=False),
+    # The kind's spec (EvasionSpec, PoisoningSpec) as proto3 JSON, fully
+    # resolved (every default filled in).
+    sa.Column("spec", sa.Text, nullable=False),
     sa.Column("clip_min", sa.Float, nullable=False),
     sa.Column("clip_max", sa.Float, nullable=False),
-    sa.Column("max_samples", sa.BigInteger, nullable=False),
-    sa.Column("samples", sa.BigInteger, nullable=False),
     sa.Column("progress_done", sa.BigInteger, nullable=False, default=0),
     sa.Column("progress_total", sa.BigInteger, nullable=False, default=0),
     sa.Column("stage", sa.String(200), nullable=False, default=""),
@@ -66,12 +70,52 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
 )
 
+
+
+def _evasion_specs_and_reports(conn: sa.Connection) -> None:
+    """Version 3: an evaluation of version 2 was an evasion one, its dataset,
+    attacks and sample counts columns of their own, its report the evasion
+    metrics at the top of Report. Both move into the shapes of today (the
+    EvasionSpec JSON; Report.evasion, whose field numbers are the old ones, so
+    the old bytes parse as an EvasionReport)."""
+    rows = conn.execute(sa.text("SELECT id, dataset, attacks, max_samples, samples, report FROM evaluations"))
+    for id_, dataset, attacks, max_samples, samples, report in rows.fetchall():
+        spec = evasion_pb2.EvasionSpec(dataset=dataset, max_samples=max_samples, samples=samples)
+        for attack in json.loads(attacks):
+            json_format.ParseDict(attack, spec.attacks.add())
+        values = {"id": id_, "spec": spec_json(spec), "report": upgrade_report(report) if report else None}
+        conn.execute(sa.text("UPDATE evaluations SET spec = :spec, report = :report WHERE id = :id"), values)
+
+
+def upgrade_report(old: bytes) -> bytes:
+    """A Report serialized before reports had kinds, as a Report of today."""
+    report = report_pb2.Report.FromString(old)
+    evasion = report_pb2.EvasionReport.FromString(old)
+    # Each message kept the other's fields as unknown ones.
+    report.DiscardUnknownFields()
+    evasion.DiscardUnknownFields()
+    report.evasion.CopyFrom(evasion)
+    return report.SerializeToString()
+
+
 # An empty database gets the tables above as they are now (create_all) and
 # the latest version. An older one is brought up to date by these entries:
-# entry i migrates version i+1 to i+2. Portable SQL only (SQLite, PostgreSQL).
-MIGRATIONS: list[Sequence[str]] = [
+# entry i migrates version i+1 to i+2: SQL statements (portable: SQLite,
+# PostgreSQL) and functions of the connection, run in order in one
+# transaction.
+MIGRATIONS: list[Sequence[str | Callable[[sa.Connection], None]]] = [
     # 2: backoff before retrying after a transient failure.
     ["ALTER TABLE evaluations ADD COLUMN retry_after FLOAT"],
+    # 3: evaluations have kinds (evasion, poisoning) and a spec per kind.
+    [
+        f"ALTER TABLE evaluations ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT '{EVASION}'",
+        "ALTER TABLE evaluations ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'",
+        _evasion_specs_and_reports,
+        "ALTER TABLE evaluations DROP COLUMN dataset",
+        "ALTER TABLE evaluations DROP COLUMN attacks",
+        "ALTER TABLE evaluations DROP COLUMN max_samples",
+        "ALTER TABLE evaluations DROP COLUMN samples",
+    ],
 ]
 _MIGRATION_LOCK_KEY = 0x61647665  # "adve": any constant shared by all gateways
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
@@ -82,13 +126,12 @@ class EvaluationRow:
     id: str
     display_name: str
     state: str
+    kind: str
     model: str
-    dataset: str
-    attacks: list[dict]
+    # The kind's spec as stored: proto3 JSON (see spec_json); kinds.py reads it.
+    spec: str
     clip_min: float
     clip_max: float
-    max_samples: int
-    samples: int
     progress_done: int
     progress_total: int
     stage: str
@@ -107,7 +150,6 @@ class EvaluationRow:
     @classmethod
     def from_mapping(cls, row) -> "EvaluationRow":
         values = dict(row)
-        values["attacks"] = json.loads(values["attacks"])
         values["cancel_requested"] = bool(values["cancel_requested"])
         return cls(**values)
 
@@ -165,8 +207,11 @@ class JobStore:
                     f"{SCHEMA_VERSION}; upgrade the gateway"
                 )
             for version in range(current, SCHEMA_VERSION):
-                for statement in MIGRATIONS[version - 1]:
-                    conn.execute(sa.text(statement))
+                for step in MIGRATIONS[version - 1]:
+                    if callable(step):
+                        step(conn)
+                    else:
+                        conn.execute(sa.text(step))
             if current < SCHEMA_VERSION:
                 conn.execute(schema_version.delete())
                 conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
@@ -190,13 +235,11 @@ class JobStore:
         self,
         *,
         display_name: str,
+        kind: str,
         model: str,
-        dataset: str,
-        attacks: list[dict],
+        spec: Message,
         clip_min: float,
         clip_max: float,
-        max_samples: int,
-        samples: int,
         progress_total: int,
     ) -> EvaluationRow:
         now = time.time()
@@ -204,13 +247,11 @@ class JobStore:
             id=new_id(),
             display_name=display_name,
             state=QUEUED,
+            kind=kind,
             model=model,
-            dataset=dataset,
-            attacks=json.dumps(attacks),
+            spec=spec_json(spec),
             clip_min=clip_min,
             clip_max=clip_max,
-            max_samples=max_samples,
-            samples=samples,
             progress_done=0,
             progress_total=progress_total,
             stage="queued",
@@ -364,6 +405,16 @@ class JobStore:
                 .values(cancel_requested=True, update_time=now, stage="cancelling")
             )
         self._notify()
+
+
+def spec_json(spec: Message) -> str:
+    """How a spec is stored: proto3 JSON with the proto's field names."""
+    return json.dumps(json_format.MessageToDict(spec, preserving_proto_field_name=True), sort_keys=True)
+
+
+def spec_from_json(text: str, message: Message) -> Message:
+    """Fills `message` (an empty spec of the right type) from spec_json's text."""
+    return json_format.ParseDict(json.loads(text), message)
 
 
 def _held_by(evaluation_id: str, worker: str):

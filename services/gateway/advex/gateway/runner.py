@@ -1,14 +1,10 @@
-"""Runs claimed evaluations: attack -> scoring, with progress, cancel and drain.
+"""Runs claimed evaluations, whatever their kind, with progress, cancel,
+retries and drain.
 
-This module is the gateway's client of the rest of the mesh (it holds the
-stubs and calls them); the rules of the public API live in evaluations.py and
-the SQL in jobs.py.
-
-One evaluation is: locate the artifacts (presigned GET URLs from storage),
-re-check compatibility on the attack service, then for each attack stream
-RunEvasion's per-sample records straight into one ScoreEvasion stream, and
-store the Report scoring returns. Nothing per-sample is kept here; the
-records pass through.
+The lifecycle lives here; what an evaluation of each kind does lives in the
+kind's module (evasion.py, poisoning.py, listed in kinds.py), which gets a
+`work.Work`. The rules of the public API live in evaluations.py and the SQL
+in jobs.py.
 
 A keeper thread renews the claim's lease and watches for cancel requests
 (which may come through any gateway sharing the database) and stops the
@@ -19,111 +15,25 @@ its duration is bounded.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass, field
 
 import grpc
 
-from advex.core.attack_specs import resolve, spec_from_dict
 from advex.core.errors import status_of
-from advex.core.serving import open_channel
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
-from advex.v1 import (
-    artifact_pb2,
-    artifact_pb2_grpc,
-    attack_service_pb2,
-    attack_service_pb2_grpc,
-    report_pb2,
-    scoring_service_pb2,
-    scoring_service_pb2_grpc,
-)
+from advex.gateway.kinds import KINDS
+from advex.gateway.work import CANCEL, DRAIN, LOST, Downstream, RunState, Stopped, Work
+from advex.v1 import report_pb2
 
 log = logging.getLogger(__name__)
 
-CANCEL, LOST, DRAIN = "cancel", "lost", "drain"
 
-# Storage answers from SQL and S3 metadata; the attack service may download
-# and load a large model before it answers CheckCompatibility.
-STORAGE_TIMEOUT_S = 30.0
-COMPATIBILITY_TIMEOUT_S = 600.0
 # Codes after which the same evaluation may well succeed on another try (a
 # replica restarting, a network blip): the evaluation is queued again.
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-
-
-@dataclass
-class Downstream:
-    """Stubs for the services the gateway drives, over long-lived channels."""
-
-    storage: artifact_pb2_grpc.ArtifactServiceStub
-    attack: attack_service_pb2_grpc.AttackServiceStub
-    scoring: scoring_service_pb2_grpc.ScoringServiceStub
-    channels: list[grpc.Channel]
-
-    @classmethod
-    def connect(cls, config: GatewayConfig) -> "Downstream":
-        storage, attack, scoring = (
-            open_channel(t) for t in (config.storage_target, config.attack_target, config.scoring_target)
-        )
-        return cls(
-            storage=artifact_pb2_grpc.ArtifactServiceStub(storage),
-            attack=attack_service_pb2_grpc.AttackServiceStub(attack),
-            scoring=scoring_service_pb2_grpc.ScoringServiceStub(scoring),
-            channels=[storage, attack, scoring],
-        )
-
-    def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
-
-
-@dataclass
-class _Run:
-    """Shared between the evaluation's thread and its keeper."""
-
-    done: int = 0
-    stage: str = "starting"
-    outcome: str | None = None  # CANCEL, LOST or DRAIN once the run must stop
-    finished: threading.Event = field(default_factory=threading.Event)
-    _calls: list = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def track(self, call):
-        """Registers an in-flight call (or future) so stop() can cancel it."""
-        with self._lock:
-            self._calls.append(call)
-            if self.outcome:
-                call.cancel()
-        return call
-
-    def stop(self, outcome: str) -> None:
-        with self._lock:
-            if self.outcome is None:
-                self.outcome = outcome
-            for call in self._calls:
-                call.cancel()
-
-
-class _Stopped(Exception):
-    pass
-
-
-def locate(
-    storage: artifact_pb2_grpc.ArtifactServiceStub, name: str, timeout: float = STORAGE_TIMEOUT_S
-) -> attack_service_pb2.ObjectLocation:
-    response = storage.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=name), timeout=timeout)
-    return attack_service_pb2.ObjectLocation(url=response.url, sha256=response.sha256, size_bytes=response.size_bytes)
-
-
-def evaluation_seed(evaluation_id: str) -> int:
-    """Stable per evaluation, so a resumed or repeated run draws the same
-    random PGD starts."""
-    return int.from_bytes(hashlib.sha256(evaluation_id.encode()).digest()[:8], "little")
 
 
 def failure_message(stage: str, exc: BaseException, attempts: int) -> str:
@@ -146,7 +56,7 @@ class EvaluationRunner:
         self.store = store
         self.downstream = downstream
         self.config = config
-        self._active: dict[str, _Run] = {}
+        self._active: dict[str, RunState] = {}
         self._draining = False
         self._lock = threading.Lock()
 
@@ -170,7 +80,7 @@ class EvaluationRunner:
     # ---- called from a worker thread ------------------------------------
 
     def run(self, row: jobs.EvaluationRow, worker: str) -> None:
-        run = _Run()
+        run = RunState()
         with self._lock:
             self._active[row.id] = run
             if self._draining:  # claimed just as draining began
@@ -192,7 +102,7 @@ class EvaluationRunner:
             with self._lock:
                 self._active.pop(row.id, None)
 
-    def _end_after_error(self, row: jobs.EvaluationRow, worker: str, run: _Run, exc: Exception) -> None:
+    def _end_after_error(self, row: jobs.EvaluationRow, worker: str, run: RunState, exc: Exception) -> None:
         if run.outcome == CANCEL:
             self._record(self.store.finish, row.id, worker, jobs.CANCELLED, error="cancelled by request")
             log.info("evaluation %s CANCELLED", row.id)
@@ -233,7 +143,7 @@ class EvaluationRunner:
                 log.warning("recording evaluation %s failed; retrying in %s s", args[0], delay, exc_info=True)
                 time.sleep(delay)
 
-    def _keep(self, evaluation_id: str, worker: str, run: _Run) -> None:
+    def _keep(self, evaluation_id: str, worker: str, run: RunState) -> None:
         interval = min(self.config.poll_seconds, self.config.lease_seconds / 3)
         renewed = time.monotonic()
         while not run.finished.wait(interval):
@@ -250,108 +160,15 @@ class EvaluationRunner:
             elif not beat.still_owned:
                 run.stop(LOST)
 
-    def _evaluate(self, row: jobs.EvaluationRow, run: _Run) -> report_pb2.Report:
-        storage, attack = self.downstream.storage, self.downstream.attack
-        run.stage = "locating the model and dataset"
-        artifacts = [
-            run.track(storage.GetArtifact.future(artifact_pb2.GetArtifactRequest(name=n), timeout=STORAGE_TIMEOUT_S))
-            for n in (row.model, row.dataset)
-        ]
-        model_artifact, dataset_artifact = (f.result().artifact for f in artifacts)
-        locations = [
-            run.track(storage.GetDownloadUrl.future(artifact_pb2.GetDownloadUrlRequest(name=n), timeout=STORAGE_TIMEOUT_S))
-            for n in (row.model, row.dataset)
-        ]
-        model, dataset = (
-            attack_service_pb2.ObjectLocation(url=r.url, sha256=r.sha256, size_bytes=r.size_bytes)
-            for r in (f.result() for f in locations)
-        )
-        run.stage = "loading the model and dataset"
-        info = run.track(
-            attack.CheckCompatibility.future(
-                attack_service_pb2.CheckCompatibilityRequest(
-                    model=model, dataset=dataset, clip_min=row.clip_min, clip_max=row.clip_max
-                ),
-                timeout=COMPATIBILITY_TIMEOUT_S,
-            )
-        ).result()
-        specs = [spec_from_dict(spec) for spec in row.attacks]
-        resolved = [resolve(spec) for spec in specs]
-
-        requests: queue.Queue = queue.Queue(maxsize=32)
-
-        def scoring_requests():
-            yield scoring_service_pb2.ScoreEvasionRequest(
-                header=scoring_service_pb2.ScoreEvasionHeader(
-                    attacks=specs, samples=row.samples, num_classes=info.model.num_classes
-                )
-            )
-            while (item := requests.get()) is not None:
-                yield item
-
-        scoring = run.track(self.downstream.scoring.ScoreEvasion.future(scoring_requests()))
-        try:
-            for index, (spec, attack_spec) in enumerate(zip(specs, resolved)):
-                run.stage = f"{attack_spec.label} ({index + 1}/{len(specs)})"
-                call = run.track(
-                    attack.RunEvasion(
-                        attack_service_pb2.RunEvasionRequest(
-                            model=model,
-                            dataset=dataset,
-                            attack=spec,
-                            clip_min=row.clip_min,
-                            clip_max=row.clip_max,
-                            start=0,
-                            stop=row.samples,
-                            seed=evaluation_seed(row.id),
-                        )
-                    )
-                )
-                for response in call:
-                    if not response.HasField("records"):
-                        continue
-                    item = scoring_service_pb2.ScoreEvasionRequest(
-                        records=scoring_service_pb2.ScoredRecords(attack_index=index, records=response.records)
-                    )
-                    self._feed(requests, item, scoring, run)
-                    rows = response.records.labels.shape[0] if response.records.labels.shape else 0
-                    run.done += rows * attack_spec.cost
-            self._feed(requests, None, scoring, run)
-            run.stage = "scoring"
-            report = scoring.result().report
-        except BaseException:
-            scoring.cancel()
-            raise
-        finally:
-            # Unblocks the request generator if scoring's thread still waits.
-            try:
-                requests.put_nowait(None)
-            except queue.Full:
-                pass
-        if run.outcome:
-            raise _Stopped(run.outcome)
+    def _evaluate(self, row: jobs.EvaluationRow, run: RunState) -> report_pb2.Report:
+        work = Work(row, run, self.downstream)
+        kind = KINDS[row.kind]
+        report = kind.execute(work, kind.read_spec(row))
+        work.check_stopped()
         report.name = f"evaluations/{row.id}"
         report.state = jobs.SUCCEEDED
         report.clip_min, report.clip_max = row.clip_min, row.clip_max
-        for ref, artifact in ((report.model, model_artifact), (report.dataset, dataset_artifact)):
-            ref.name, ref.sha256, ref.display_name = artifact.name, artifact.sha256, artifact.display_name
         return report
-
-    @staticmethod
-    def _feed(requests: queue.Queue, item, scoring, run: _Run) -> None:
-        """Queues `item` for scoring without blocking forever if scoring
-        ended early (its error then surfaces from scoring.result())."""
-        while True:
-            if run.outcome:
-                raise _Stopped(run.outcome)
-            if scoring.done():
-                scoring.result()  # raises scoring's error
-                raise _Stopped("scoring ended before all records were sent")
-            try:
-                requests.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
 
 
 class WorkerPool:

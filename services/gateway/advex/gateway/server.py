@@ -7,12 +7,13 @@ import logging
 
 from google.protobuf import timestamp_pb2
 
-from advex.core.attack_specs import spec_from_dict
 from advex.core.serving import Registration, RunningServer, run_service, start_server
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
 from advex.gateway.evaluations import COLLECTION, Evaluations
-from advex.gateway.runner import Downstream, EvaluationRunner, WorkerPool
+from advex.gateway.kinds import KINDS
+from advex.gateway.runner import EvaluationRunner, WorkerPool
+from advex.gateway.work import Downstream
 from advex.v1 import artifact_pb2_grpc, evaluation_pb2, evaluation_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -27,17 +28,15 @@ def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
 
 
 def evaluation_proto(row: jobs.EvaluationRow) -> evaluation_pb2.Evaluation:
+    kind = KINDS[row.kind]
     return evaluation_pb2.Evaluation(
         name=f"{COLLECTION}/{row.id}",
         display_name=row.display_name,
         state=evaluation_pb2.EvaluationState.Value(f"EVALUATION_STATE_{row.state}"),
         model=row.model,
-        dataset=row.dataset,
-        attacks=[spec_from_dict(spec) for spec in row.attacks],
         clip_min=row.clip_min,
         clip_max=row.clip_max,
-        max_samples=row.max_samples,
-        samples=row.samples,
+        **{kind.field: kind.read_spec(row)},
         progress=evaluation_pb2.Progress(done=row.progress_done, total=row.progress_total, stage=row.stage),
         error=row.error,
         create_time=_timestamp(row.create_time),
@@ -85,13 +84,12 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
         self.evaluations = evaluations
 
     def CreateEvaluation(self, request, context):
+        field = request.WhichOneof("spec")
         row = self.evaluations.create(
             model=request.model,
-            dataset=request.dataset,
-            attacks=list(request.attacks),
+            spec=getattr(request, field) if field else None,
             clip_min=request.clip_min if request.HasField("clip_min") else 0.0,
             clip_max=request.clip_max if request.HasField("clip_max") else 1.0,
-            max_samples=request.max_samples,
             display_name=request.display_name,
         )
         return evaluation_pb2.CreateEvaluationResponse(evaluation=evaluation_proto(row))
@@ -114,6 +112,10 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
 
     def GetReport(self, request, context):
         return evaluation_pb2.GetReportResponse(report=self.evaluations.report(request.name))
+
+    def StreamPoisonedData(self, request, context):
+        for piece in self.evaluations.poisoned_data(request.name, request.poison_count):
+            yield evaluation_pb2.StreamPoisonedDataResponse(piece=piece)
 
 
 def create_server(address: str, config: GatewayConfig) -> tuple[RunningServer, int]:

@@ -1,0 +1,195 @@
+"""What one evaluation runs with: the mesh's stubs (Downstream), the run's
+shared state (progress, stage, stop), and `Work`, the context a kind's
+`execute` gets. Every downstream call made through it is tracked, so cancel
+and drain interrupt whatever runs."""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+
+from advex.core.serving import open_channel
+from advex.gateway import jobs
+from advex.gateway.config import GatewayConfig
+from advex.internal.v1 import attack_service_pb2, attack_service_pb2_grpc, scoring_service_pb2_grpc
+from advex.v1 import artifact_pb2, artifact_pb2_grpc, report_pb2
+
+CANCEL, LOST, DRAIN = "cancel", "lost", "drain"
+
+# Storage answers from SQL and S3 metadata; the attack service may download
+# and load a large model before it answers CheckCompatibility.
+STORAGE_TIMEOUT_S = 30.0
+COMPATIBILITY_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Downstream:
+    """Stubs for the services the gateway drives, over long-lived channels."""
+
+    storage: artifact_pb2_grpc.ArtifactServiceStub
+    attack: attack_service_pb2_grpc.AttackServiceStub
+    scoring: scoring_service_pb2_grpc.ScoringServiceStub
+    channels: list[grpc.Channel]
+
+    @classmethod
+    def connect(cls, config: GatewayConfig) -> "Downstream":
+        storage, attack, scoring = (
+            open_channel(t) for t in (config.storage_target, config.attack_target, config.scoring_target)
+        )
+        return cls(
+            storage=artifact_pb2_grpc.ArtifactServiceStub(storage),
+            attack=attack_service_pb2_grpc.AttackServiceStub(attack),
+            scoring=scoring_service_pb2_grpc.ScoringServiceStub(scoring),
+            channels=[storage, attack, scoring],
+        )
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+
+
+@dataclass
+class RunState:
+    """Shared between the evaluation's thread and its keeper."""
+
+    done: int = 0
+    stage: str = "starting"
+    outcome: str | None = None  # CANCEL, LOST or DRAIN once the run must stop
+    finished: threading.Event = field(default_factory=threading.Event)
+    _calls: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def track(self, call):
+        """Registers an in-flight call (or future) so stop() can cancel it."""
+        with self._lock:
+            self._calls.append(call)
+            if self.outcome:
+                call.cancel()
+        return call
+
+    def stop(self, outcome: str) -> None:
+        with self._lock:
+            if self.outcome is None:
+                self.outcome = outcome
+            for call in self._calls:
+                call.cancel()
+
+
+class Stopped(Exception):
+    pass
+
+
+def locate(
+    storage: artifact_pb2_grpc.ArtifactServiceStub, name: str, timeout: float = STORAGE_TIMEOUT_S
+) -> attack_service_pb2.ObjectLocation:
+    response = storage.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=name), timeout=timeout)
+    return attack_service_pb2.ObjectLocation(url=response.url, sha256=response.sha256, size_bytes=response.size_bytes)
+
+
+def evaluation_seed(evaluation_id: str) -> int:
+    """Stable per evaluation, so a resumed or repeated run draws the same
+    random PGD starts."""
+    return int.from_bytes(hashlib.sha256(evaluation_id.encode()).digest()[:8], "little")
+
+
+class RequestStream:
+    """The request side of a client-streaming (or bidi) call, fed from this
+    thread while grpc reads it on its own: `put` queues an item without
+    blocking forever if the call ended early (its error then surfaces from
+    the call), `close` ends the stream. Use as a context manager so the
+    request generator never waits on a queue nobody feeds."""
+
+    def __init__(self, run: RunState, first=None, maxsize: int = 32):
+        self._run = run
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._first = first
+        self.call = None  # set by the caller once the call is started
+
+    def __iter__(self):
+        if self._first is not None:
+            yield self._first
+        while (item := self._queue.get()) is not None:
+            yield item
+
+    def put(self, item) -> None:
+        while True:
+            if self._run.outcome:
+                raise Stopped(self._run.outcome)
+            if self.call is not None and self.call.done():
+                self.call.result()  # raises the call's error
+                raise Stopped("the call ended before all requests were sent")
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        self.put(None)
+
+    def __enter__(self) -> "RequestStream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # Unblocks the request generator if grpc's thread still waits.
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+
+
+@dataclass
+class Work:
+    """What a kind's `execute` runs with: the claimed row, the run's shared
+    state (stage, progress, stop), and the mesh. Every call made through it
+    is tracked, so cancel and drain interrupt it."""
+
+    row: jobs.EvaluationRow
+    run: RunState
+    downstream: Downstream
+
+    def stage(self, text: str) -> None:
+        self.run.stage = text[:200]
+
+    def add_progress(self, units: int) -> None:
+        self.run.done += units
+
+    def track(self, call):
+        return self.run.track(call)
+
+    def check_stopped(self) -> None:
+        if self.run.outcome:
+            raise Stopped(self.run.outcome)
+
+    def artifacts(self, *names: str) -> list[artifact_pb2.Artifact]:
+        storage = self.downstream.storage
+        futures = [
+            self.track(storage.GetArtifact.future(artifact_pb2.GetArtifactRequest(name=n), timeout=STORAGE_TIMEOUT_S))
+            for n in names
+        ]
+        return [f.result().artifact for f in futures]
+
+    def locations(self, *names: str) -> list[attack_service_pb2.ObjectLocation]:
+        storage = self.downstream.storage
+        futures = [
+            self.track(
+                storage.GetDownloadUrl.future(artifact_pb2.GetDownloadUrlRequest(name=n), timeout=STORAGE_TIMEOUT_S)
+            )
+            for n in names
+        ]
+        return [
+            attack_service_pb2.ObjectLocation(url=r.url, sha256=r.sha256, size_bytes=r.size_bytes)
+            for r in (f.result() for f in futures)
+        ]
+
+    def unary(self, method, request, timeout: float):
+        """A tracked unary call to `method` (a stub's method)."""
+        return self.track(method.future(request, timeout=timeout)).result()
+
+
+def artifact_ref(artifact: artifact_pb2.Artifact) -> report_pb2.ArtifactRef:
+    return report_pb2.ArtifactRef(name=artifact.name, sha256=artifact.sha256, display_name=artifact.display_name)
