@@ -91,3 +91,16 @@ def demo_files(cache_dir: Path, epochs: int = 15) -> tuple[Path, Path]:
     save_dataset(data_path, split.x_test, split.y_test)
     stamp.write_text(recipe)
     return model_path, data_path
+
+
+def demo_training_file(cache_dir: Path) -> Path:
+    """digits_train.npz: the training split the demo model was trained on,
+    for poisoning evaluations (which retrain the model's architecture)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / "digits_train.npz"
+    if not path.exists():
+        split = load_digits_split()
+        tmp = cache_dir / "digits_train.tmp.npz"
+        save_dataset(tmp, split.x_train, split.y_train)
+        tmp.replace(path)
+    return path

@@ -28,6 +28,8 @@ from advex.core.attack_specs import ATTACKS
 from advex.v1 import artifact_pb2, evasion_pb2, evaluation_pb2, poisoning_pb2
 
 DEMO_BUDGETS = [0.05, 0.1, 0.2, 0.3]
+# The poisoning demo: issue 7's reference, as a dose-response.
+DEMO_POISON_COUNTS = [1, 2, 5, 10, 20]
 
 
 def _wait(gateway: Gateway, name: str, show_progress: bool) -> evaluation_pb2.Evaluation:
@@ -221,6 +223,27 @@ def cmd_demo(gateway: Gateway, args) -> int:
     say(f"demo: model {model_path}, held-out digits {data_path}")
     model = _upload_quietly(gateway, "model", model_path, not args.json)
     dataset = _upload_quietly(gateway, "dataset", data_path, not args.json)
+    if args.poisoning:
+        train = _upload_quietly(gateway, "dataset", digits.demo_training_file(Path(args.cache_dir)), not args.json)
+        spec = poisoning_pb2.PoisoningSpec(
+            training_dataset=train.name,
+            test_dataset=dataset.name,
+            kind="dirty",
+            trigger=poisoning_pb2.TriggerSpec(trigger="square", size=2, position="bottom-right"),
+            source_classes=[1],
+            target_class=7,
+            counts=DEMO_POISON_COUNTS,
+        )
+        evaluation = gateway.evaluations.CreateEvaluation(
+            evaluation_pb2.CreateEvaluationRequest(
+                model=model.name, poisoning=spec, clip_min=0.0, clip_max=1.0, display_name="poisoning demo"
+            )
+        ).evaluation
+        say(
+            f"demo: {evaluation.name} queued: a 2x2 white square on 1, 2, 5, 10 and 20 training images of class 1 "
+            "relabelled 7; a clean baseline and 5 poisoned models, 30 epochs each"
+        )
+        return _finish(gateway, _wait(gateway, evaluation.name, not args.json), args)
     attacks = [spec for text in ("fgsm", "pgd:norm=inf") for spec in parse_attack(text, DEMO_BUDGETS)]
     evaluation = gateway.evaluations.CreateEvaluation(
         evaluation_pb2.CreateEvaluationRequest(
@@ -345,7 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", parents=[common], help="train a digits CNN, upload it, evaluate FGSM+PGD, print the table")
+    p = sub.add_parser(
+        "demo", parents=[common], help="train a digits CNN, upload it, evaluate FGSM+PGD (or --poisoning), print the table"
+    )
+    p.add_argument(
+        "--poisoning", action="store_true",
+        help="instead: a backdoor dose-response (2x2 square, class 1 -> 7, 1..20 poisoned images) with a clean baseline",
+    )
     p.add_argument("--cache-dir", default=os.path.join("var", "demo"), help="where the trained demo model is cached")
     p.set_defaults(func=cmd_demo)
     return parser
