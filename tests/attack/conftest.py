@@ -14,7 +14,7 @@ import botocore.config
 import pytest
 
 from advex.cli.client import file_digest
-from advex.v1 import attack_service_pb2
+from advex.internal.v1 import attack_service_pb2
 
 from loopback_s3 import S3_CREDENTIALS
 

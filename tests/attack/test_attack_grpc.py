@@ -12,8 +12,9 @@ from advex.attack.server import AttackServicer, create_server
 from advex.cli import digits
 from advex.cli.client import file_digest
 from advex.core.tensors import MAX_MESSAGE_BYTES, ChunkAssembler, from_proto
-from advex.v1 import attack_service_pb2 as pb
-from advex.v1 import attack_service_pb2_grpc, evasion_pb2
+from advex.internal.v1 import attack_service_pb2 as pb
+from advex.internal.v1 import attack_service_pb2_grpc
+from advex.v1 import evasion_pb2
 
 import crafted_files
 

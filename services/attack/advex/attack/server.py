@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from advex.attack import datasets, engine, fetch, models
+from advex.attack import datasets, engine, fetch, models, poisoning, training, triggers
 from advex.attack.config import AttackConfig
-from advex.core import attack_specs, tensors
-from advex.core.errors import InvalidArgument
+from advex.core import attack_specs, poison_specs, tensors
+from advex.core.errors import FailedPrecondition, InvalidArgument
+from advex.core.presigned import file_digest, put_file
 from advex.core.serving import Registration, RunningServer, run_service, start_server
-from advex.v1 import attack_service_pb2, attack_service_pb2_grpc, evasion_pb2
+from advex.internal.v1 import attack_service_pb2, attack_service_pb2_grpc, records_pb2
+from advex.v1 import poisoning_pb2
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +93,10 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         sha, path = self._fetch(location, "model", ".keras")
         return self._models.get(sha, lambda: models.load_model(path, self._limits))
 
-    def _dataset(self, location) -> datasets.Dataset:
+    def _dataset(self, location, what: str = "dataset") -> datasets.Dataset:
         if not location.url:
-            raise InvalidArgument("dataset is required: pass its presigned GET URL, sha256 and size_bytes")
-        _, path = self._fetch(location, "dataset", ".npz")
+            raise InvalidArgument(f"{what} is required: pass its presigned GET URL, sha256 and size_bytes")
+        _, path = self._fetch(location, what, ".npz")
         return datasets.load_dataset(path, self._config.max_dataset_bytes)
 
     def InspectModel(self, request, context):
@@ -105,6 +111,135 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         return attack_service_pb2.CheckCompatibilityResponse(
             model=_model_info(model.summary), dataset=_dataset_info(dataset)
         )
+
+    def _poisoning(self, inputs) -> "_PoisoningJob":
+        """Everything a poisoning request reads, loaded and checked: what
+        CheckPoisoning answers with, before any training."""
+        resolved = poison_specs.resolve(inputs.spec, inputs.clip_min, inputs.clip_max)
+        model = self._model(inputs.model)
+        train = self._dataset(inputs.training_dataset, "training_dataset")
+        test = self._dataset(inputs.test_dataset, "test_dataset")
+        for dataset in (train, test):
+            datasets.check_compatible(model.summary, dataset, inputs.clip_min, inputs.clip_max)
+        poison_specs.check_against_model(resolved, model.summary.num_classes, train.image_shape)
+        plan = poisoning.plan(resolved, train, test, model.summary.num_classes)
+        trigger = None
+        if resolved.trigger is not None:
+            pattern = mask = None
+            if resolved.trigger.pattern:
+                if not inputs.pattern.url:
+                    raise InvalidArgument("pattern is required: the trigger names a pattern artifact")
+                _, path = self._fetch(inputs.pattern, "pattern", ".npz")
+                pattern, mask = triggers.load_pattern(path, self._config.max_dataset_bytes)
+            trigger = triggers.make_trigger(
+                resolved.trigger, train.image_shape, inputs.clip_min, inputs.clip_max, pattern, mask
+            )
+        return _PoisoningJob(resolved, model, train, test, plan, trigger, inputs.clip_min, inputs.clip_max)
+
+    def CheckPoisoning(self, request, context):
+        job = self._poisoning(request.inputs)
+        return attack_service_pb2.CheckPoisoningResponse(
+            model=_model_info(job.model.summary),
+            training_dataset=_dataset_info(job.train),
+            test_dataset=_dataset_info(job.test),
+            source_classes=list(job.plan.sources),
+            pool_samples=len(job.plan.pool),
+            counts=list(job.plan.counts),
+            steps_per_model=job.resolved.recipe.steps_per_model(job.train.samples),
+            attacked_test_samples=len(job.plan.attacked_test),
+        )
+
+    def _poisoned(self, job: "_PoisoningJob", count: int, should_stop) -> poisoning.PoisonedData:
+        if count != 0 and count not in job.plan.counts:
+            raise InvalidArgument(
+                f"poison_count {count} is not one of the counts this spec trains "
+                f"({', '.join(map(str, job.plan.counts))}), nor 0 (the clean baseline)"
+            )
+        perturb = None
+        if job.resolved.perturbation is not None:
+            perturb = poisoning.perturbation_fn(
+                job.model, job.resolved.perturbation, job.clip_min, job.clip_max, job.resolved.seed, should_stop
+            )
+        return poisoning.poison(job.train, job.plan, job.resolved, count, job.trigger, job.resolved.seed, perturb)
+
+    def RunPoisoning(self, request_iterator, context):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("item") != "unit":
+            raise InvalidArgument("the first message of RunPoisoning must be a unit (inputs, poison_count)")
+        unit = first.unit
+        max_bytes = _message_bound(unit.max_message_bytes)
+        job = self._poisoning(unit.inputs)
+        should_stop = lambda: not context.is_active()  # noqa: E731
+        data = self._poisoned(job, unit.poison_count, should_stop)
+        log.info("training %s with %d poisoned image(s)", job.resolved.kind, unit.poison_count)
+        Path(self._config.cache_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self._config.cache_dir, prefix=".poisoning-") as scratch:
+            if unit.poison_count > 0:
+                path = poisoning.write_npz(Path(scratch) / "poisoned.npz", data)
+                yield from _hand_over(path, attack_service_pb2.PRODUCT_KIND_POISONED_DATASET, request_iterator)
+            trained = None
+            last_sent = 0.0
+            for event in training.iter_training(
+                job.model, data.x, data.y, job.resolved.recipe, job.resolved.seed, should_stop
+            ):
+                if isinstance(event, training.TrainedModel):
+                    trained = event
+                # A message per step would swamp a large dataset's stream;
+                # epoch ends always go, steps at most every quarter second.
+                elif event.epoch_end or time.monotonic() - last_sent >= 0.25:
+                    last_sent = time.monotonic()
+                    yield attack_service_pb2.RunPoisoningResponse(progress=_progress(event))
+            path = training.save_model(trained, Path(scratch))
+            yield from _hand_over(path, attack_service_pb2.PRODUCT_KIND_MODEL, request_iterator)
+            yield attack_service_pb2.RunPoisoningResponse(
+                summary=attack_service_pb2.TrainingSummary(
+                    training_seconds=trained.training_seconds,
+                    final_loss=trained.final_loss,
+                    final_accuracy=trained.final_accuracy,
+                )
+            )
+            # Measured through the stored file, loaded the way every model is.
+            measured = models.load_model(path, self._limits)
+        row_bytes = 8 + 2 * 4 * measured.summary.num_classes
+        rows = tensors.rows_per_message(row_bytes, max_bytes)
+        batch = self._config.batch_size
+        for first_sample in range(0, job.test.samples, batch):
+            if should_stop():
+                return
+            x, y = job.test.batch(first_sample, first_sample + batch)
+            clean = training.probabilities(measured, x, batch)
+            triggered = training.probabilities(measured, poisoning.triggered(x, job.trigger), batch)
+            for lo in range(0, len(y), rows):
+                yield attack_service_pb2.RunPoisoningResponse(
+                    records=records_pb2.PoisoningRecords(
+                        first_sample=first_sample + lo,
+                        labels=tensors.to_proto(y[lo : lo + rows].astype(np.int64)),
+                        clean_probabilities=tensors.to_proto(clean[lo : lo + rows]),
+                        triggered_probabilities=tensors.to_proto(triggered[lo : lo + rows]),
+                    )
+                )
+
+    def StreamPoisonedData(self, request, context):
+        max_bytes = _message_bound(request.max_message_bytes)
+        job = self._poisoning(request.inputs)
+        data = self._poisoned(job, request.poison_count, lambda: not context.is_active())
+        image_bytes = 4 * int(np.prod(job.train.image_shape))
+        # Each batch's samples message and image chunks stay under max_bytes.
+        rows = tensors.rows_per_message(max(3 * 8 + 1, image_bytes), max_bytes)
+        for first in range(0, len(data.y), rows):
+            last = first + rows
+            yield attack_service_pb2.StreamPoisonedDataResponse(
+                piece=poisoning_pb2.PoisonedDataPiece(
+                    samples=poisoning_pb2.PoisonedSamples(
+                        first_sample=first,
+                        labels=tensors.to_proto(data.y[first:last]),
+                        original_labels=tensors.to_proto(data.original_y[first:last]),
+                        poisoned=tensors.to_proto(data.poisoned[first:last]),
+                    )
+                )
+            )
+            for chunk in tensors.to_chunks(data.x[first:last], first, max_bytes):
+                yield attack_service_pb2.StreamPoisonedDataResponse(piece=poisoning_pb2.PoisonedDataPiece(images=chunk))
 
     def RunEvasion(self, request, context):
         try:
@@ -121,12 +256,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
             raise InvalidArgument(
                 f"batch_size must be between 1 and {MAX_BATCH_SIZE} (0: the server's default), got {batch_size}"
             )
-        max_bytes = request.max_message_bytes or tensors.MAX_MESSAGE_BYTES
-        if not MIN_MESSAGE_BYTES <= max_bytes <= tensors.MAX_MESSAGE_BYTES:
-            raise InvalidArgument(
-                f"max_message_bytes must be between {MIN_MESSAGE_BYTES} and {tensors.MAX_MESSAGE_BYTES} "
-                f"(0: {tensors.MAX_MESSAGE_BYTES}), got {max_bytes}"
-            )
+        max_bytes = _message_bound(request.max_message_bytes)
         if request.start < 0 or request.stop < 0:
             raise InvalidArgument(f"start and stop must be >= 0, got start={request.start} stop={request.stop}")
 
@@ -161,6 +291,54 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
                     yield attack_service_pb2.RunEvasionResponse(adversarial_images=chunk)
 
 
+@dataclass(frozen=True)
+class _PoisoningJob:
+    resolved: poison_specs.ResolvedPoisoning
+    model: models.LoadedModel
+    train: datasets.Dataset
+    test: datasets.Dataset
+    plan: poisoning.PoisoningPlan
+    trigger: triggers.Trigger | None
+    clip_min: float
+    clip_max: float
+
+
+def _message_bound(requested: int) -> int:
+    max_bytes = requested or tensors.MAX_MESSAGE_BYTES
+    if not MIN_MESSAGE_BYTES <= max_bytes <= tensors.MAX_MESSAGE_BYTES:
+        raise InvalidArgument(
+            f"max_message_bytes must be between {MIN_MESSAGE_BYTES} and {tensors.MAX_MESSAGE_BYTES} "
+            f"(0: {tensors.MAX_MESSAGE_BYTES}), got {max_bytes}"
+        )
+    return max_bytes
+
+
+def _hand_over(path: Path, kind: int, request_iterator):
+    """Announces a made file, PUTs it to the upload ticket the caller sends
+    back, and says so: the caller then has storage verify it."""
+    size, sha256 = file_digest(path)
+    yield attack_service_pb2.RunPoisoningResponse(
+        product=attack_service_pb2.Product(kind=kind, size_bytes=size, sha256=sha256)
+    )
+    answer = next(request_iterator, None)
+    if answer is None or answer.WhichOneof("item") != "upload":
+        raise FailedPrecondition("send an upload ticket (a presigned PUT URL) for each product announced")
+    put_file(path, answer.upload.url, answer.upload.method, answer.upload.headers)
+    yield attack_service_pb2.RunPoisoningResponse(stored=attack_service_pb2.ProductStored(kind=kind))
+
+
+def _progress(event: "training.TrainingProgress") -> attack_service_pb2.TrainingProgress:
+    return attack_service_pb2.TrainingProgress(
+        steps_done=event.steps_done,
+        steps_total=event.steps_total,
+        epoch=event.epoch,
+        epochs=event.epochs,
+        loss=event.loss,
+        accuracy=event.accuracy,
+        epoch_end=event.epoch_end,
+    )
+
+
 def _memory_guarded(batches, batch_size: int):
     """`batches`, with running out of memory a ResourceExhausted that says what to lower."""
     iterator = iter(batches)
@@ -179,8 +357,8 @@ def _memory_guarded(batches, batch_size: int):
         yield batch
 
 
-def _records(batch: engine.EvasionBatch, lo: int, hi: int) -> evasion_pb2.EvasionRecords:
-    return evasion_pb2.EvasionRecords(
+def _records(batch: engine.EvasionBatch, lo: int, hi: int) -> records_pb2.EvasionRecords:
+    return records_pb2.EvasionRecords(
         first_sample=batch.first_sample + lo,
         labels=tensors.to_proto(batch.labels[lo:hi].astype(np.int64)),
         clean_probabilities=tensors.to_proto(batch.clean_probs[lo:hi]),
@@ -228,7 +406,7 @@ def create_server(
         address,
         [
             Registration(
-                "advex.v1.AttackService",
+                "advex.internal.v1.AttackService",
                 lambda server: attack_service_pb2_grpc.add_AttackServiceServicer_to_server(servicer, server),
             )
         ],

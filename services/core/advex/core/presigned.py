@@ -57,6 +57,9 @@ def put_file(
     size = path.stat().st_size
     body = _ProgressReader(path, on_progress)
     request = urllib.request.Request(url, data=body, method=method or "PUT")
+    # urllib would otherwise send a form's content type, which a URL signed
+    # for none (or for another) does not match, and S3 servers may parse.
+    request.add_header("Content-Type", "application/octet-stream")
     for key, value in (headers or {}).items():
         request.add_header(key, value)
     request.add_header("Content-Length", str(size))
