@@ -121,11 +121,16 @@ def choose(pool: np.ndarray, count: int, seed: int) -> np.ndarray:
     """The `count` indexes of `pool` poisoned at this count (ascending): the
     first `count` of one permutation of the pool drawn from `seed`, so the
     images of a smaller count are among those of a larger one."""
+    return np.sort(_draw(pool, count, seed))
+
+
+def _draw(pool: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """choose() in the order of the permutation: an image keeps its place
+    (and so its random start in a clean-label perturbation) at every count."""
     pool = np.asarray(pool, dtype=np.int64)
     if not 0 <= count <= len(pool):
         raise InvalidArgument(f"cannot poison {count} images of a pool of {len(pool)}; use 0..{len(pool)}")
-    order = np.random.default_rng(seed).permutation(len(pool))
-    return np.sort(pool[order[:count]])
+    return pool[np.random.default_rng(seed).permutation(len(pool))[:count]]
 
 
 def poison(
@@ -139,13 +144,13 @@ def poison(
 ) -> PoisonedData:
     """The training set with `count` images poisoned as `resolved.kind` says.
     Count 0 is the clean training set (the baseline). `train` is not modified."""
-    chosen = choose(plan.pool, count, seed)
+    drawn = _draw(plan.pool, count, seed)
     x = train.x.astype(np.float32, copy=True)
     y = train.y.astype(np.int64, copy=True)
     poisoned = np.zeros(len(y), dtype=bool)
     if count:
-        _KINDS[resolved.kind](x, y, chosen, plan, trigger, perturb)
-        poisoned[chosen] = True
+        _KINDS[resolved.kind](x, y, drawn, plan, trigger, perturb)
+        poisoned[drawn] = True
     return PoisonedData(x=x, y=y, original_y=train.y.astype(np.int64, copy=True), poisoned=poisoned)
 
 
@@ -155,6 +160,8 @@ def _dirty(x, y, chosen, plan: PoisoningPlan, trigger: Trigger | None, perturb) 
 
 
 def _clean(x, y, chosen, plan: PoisoningPlan, trigger: Trigger | None, perturb) -> None:
+    # `chosen` in draw order: the perturbation's per-sample random start
+    # follows an image's place in it, the same at every count.
     trigger = _need(trigger, plan)
     images = x[chosen]
     if perturb is not None:

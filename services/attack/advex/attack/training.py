@@ -117,7 +117,7 @@ def _train(model, x, y, recipe, seed, should_stop, on_progress) -> TrainedModel:
     total = recipe.epochs * steps_per_epoch
     progress = _Progress(steps_per_epoch, recipe.epochs, should_stop, on_progress)
     try:
-        keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(keras_seed(seed))
         network = keras.models.clone_model(model.keras_model)
         if recipe.fine_tune:
             network.set_weights(model.keras_model.get_weights())
@@ -152,6 +152,15 @@ def _train(model, x, y, recipe, seed, should_stop, on_progress) -> TrainedModel:
         final_accuracy=last.accuracy if last else math.nan,
         steps_done=progress.steps_done,
     )
+
+
+def keras_seed(seed: int) -> int:
+    """`seed` as keras.utils.set_random_seed takes it (0 .. 2**32 - 1): as it
+    is when it fits, so a small seed means the same as in a Keras script,
+    else hashed into that range."""
+    if 0 <= seed < 2**32:
+        return int(seed)
+    return int(np.random.SeedSequence(abs(int(seed))).generate_state(1)[0])
 
 
 class _Progress:
