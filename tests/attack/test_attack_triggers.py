@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-from advex.attack import triggers
+from advex.attack import datasets, triggers
 from advex.core import poison_specs
 from advex.core.errors import InvalidArgument, ResourceExhausted
 from advex.v1 import poisoning_pb2
@@ -231,13 +231,13 @@ def test_load_pattern_refuses_pickles_and_non_zip_files_without_unpickling(tmp_p
     objects = np.empty((2, 2, 1), dtype=object)
     path = tmp_path / "objects.npz"
     np.savez(path, pattern=objects, mask=np.ones((2, 2)))
-    monkeypatch.setattr(triggers, "_read_array", lambda *a: pytest.fail("an array was read"))
+    monkeypatch.setattr(datasets, "_read_array", lambda *a: pytest.fail("an array was read"))
     with pytest.raises(InvalidArgument, match="Python objects"):
         triggers.load_pattern(path, 10**6)
 
 
 def test_load_pattern_checks_headers_and_budget_before_reading_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(triggers, "_read_array", lambda *a: pytest.fail("an array was read"))
+    monkeypatch.setattr(datasets, "_read_array", lambda *a: pytest.fail("an array was read"))
     big = save_pattern(tmp_path / "big.npz", pattern=np.ones((16, 16, 3), dtype=np.float32), mask=np.ones((16, 16)))
     with pytest.raises(ResourceExhausted, match="at most 1000"):
         triggers.load_pattern(big, 1000)

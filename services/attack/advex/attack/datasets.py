@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from advex.core.errors import InvalidArgument, ResourceExhausted
-from advex.core.npz_archive import check_images_budget, read_member_header
+from advex.core.npz_archive import NpyHeader, check_images_budget, read_member_header
 from advex.attack.models import ModelSummary, out_of_memory
 
 DEFAULT_MAX_DATASET_BYTES = 4 * 1024**3
@@ -62,46 +63,66 @@ class Dataset:
 
 
 def load_dataset(path: str | Path, max_bytes: int = DEFAULT_MAX_DATASET_BYTES) -> Dataset:
+    def check(headers: dict[str, NpyHeader]) -> None:
+        _check_budget(headers["x"].shape, headers["y"].shape, max_bytes)
+
+    arrays = read_npz(
+        path,
+        ("x", "y"),
+        "the dataset",
+        "save it with numpy.savez(path, x=..., y=...)",
+        "it must hold x (images) and y (labels)",
+        check,
+        "use fewer samples or split it into several datasets",
+    )
+    return from_arrays(arrays["x"], arrays["y"])
+
+
+def read_npz(
+    path: str | Path,
+    names: tuple[str, ...],
+    what: str,
+    how_to_save: str,
+    what_it_holds: str,
+    check_headers: Callable[[dict[str, NpyHeader]], None],
+    smaller: str,
+) -> dict[str, np.ndarray]:
+    """The arrays `names` of a user's npz, never unpickled. `check_headers`
+    sees their npy headers (shape, dtype) before any data is read, so it can
+    refuse what is too big or the wrong shape; everything else wrong with the
+    file is an InvalidArgument naming `what` and `how_to_save` it."""
     # np.load reads any non-zip file as .npy or a pickle: only npz is accepted.
     if not zipfile.is_zipfile(path):
-        raise InvalidArgument(
-            "the dataset is not a readable npz file (not a zip archive); save it with numpy.savez(path, x=..., y=...)"
-        )
+        raise InvalidArgument(f"{what} is not a readable npz file (not a zip archive); {how_to_save}")
     try:
         with zipfile.ZipFile(path) as archive:
-            members = _members(archive)
-            missing = {"x", "y"} - set(members)
+            members = _members(archive, what, how_to_save)
+            missing = [name for name in names if name not in members]
             if missing:
                 raise InvalidArgument(
-                    f"the dataset npz lacks array(s) {', '.join(sorted(missing))}; it must hold x (images) "
-                    f"and y (labels), it holds {', '.join(sorted(members)) or 'nothing'}"
+                    f"{what} npz lacks array(s) {', '.join(missing)}; {what_it_holds}, "
+                    f"it holds {', '.join(sorted(members)) or 'nothing'}"
                 )
-            x_shape = read_member_header(archive, members["x"], "x").shape
-            y_shape = read_member_header(archive, members["y"], "y").shape
-            _check_budget(x_shape, y_shape, max_bytes)
-            x = _read_array(archive, members["x"])
-            y = _read_array(archive, members["y"])
-        return from_arrays(x, y)
+            check_headers({name: read_member_header(archive, members[name], name) for name in names})
+            return {name: _read_array(archive, members[name]) for name in names}
     except (InvalidArgument, ResourceExhausted):
         raise
     except MemoryError:
-        raise out_of_memory("the dataset", "use fewer samples or split it into several datasets") from None
+        raise out_of_memory(what, smaller) from None
     except ValueError as exc:
         # Object arrays never get here: their headers are refused (and read_array has allow_pickle=False).
-        raise InvalidArgument(f"the dataset is not a readable npz file: {exc}") from None
+        raise InvalidArgument(f"{what} is not a readable npz file: {exc}; {how_to_save}") from None
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
-        raise InvalidArgument(f"the dataset is not a readable npz file (save it with numpy.savez): {exc}") from None
+        raise InvalidArgument(f"{what} is not a readable npz file ({exc}); {how_to_save}") from None
 
 
-def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+def _members(archive: zipfile.ZipFile, what: str, how_to_save: str) -> dict[str, zipfile.ZipInfo]:
     """Array name -> zip member, as numpy names them ("x.npy" is array x)."""
     members: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():
         name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
         if name in members:
-            raise InvalidArgument(
-                f"the dataset npz holds array {name!r} twice; save it again with numpy.savez(path, x=..., y=...)"
-            )
+            raise InvalidArgument(f"{what} npz holds array {name!r} twice; {how_to_save}")
         members[name] = info
     return members
 

@@ -27,19 +27,15 @@ check storage applied on upload.
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy_format
 
-from advex.attack.models import out_of_memory
+from advex.attack.datasets import read_npz
 from advex.core import poison_specs
 from advex.core.errors import InvalidArgument, ResourceExhausted
-from advex.core.npz_archive import read_member_header
 from advex.core.poison_specs import ResolvedTrigger, patch_origin
 from advex.core.trigger_patterns import (
     SAVE_PATTERN,
@@ -60,57 +56,29 @@ def load_pattern(path: str | Path, max_bytes: int) -> tuple[np.ndarray, np.ndarr
 
     InvalidArgument (BadPattern, BadArray) says what to fix; ResourceExhausted
     when pattern and mask as float32 would exceed `max_bytes`."""
-    # np.load reads any non-zip file as .npy or a pickle: only npz is accepted.
-    if not zipfile.is_zipfile(path):
-        raise InvalidArgument(f"the trigger pattern is not a readable npz file (not a zip archive); {SAVE_PATTERN}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = _members(archive)
-            missing = [a for a in ("pattern", "mask") if a not in members]
-            if missing:
-                raise InvalidArgument(
-                    f"the trigger pattern npz lacks array(s) {', '.join(missing)}; it must hold pattern (H, W, C) "
-                    f"and mask (H, W) with values in 0..1, it holds {', '.join(sorted(members)) or 'nothing'}; "
-                    f"{SAVE_PATTERN}"
-                )
-            headers = {a: read_member_header(archive, members[a], a) for a in ("pattern", "mask")}
-            check_pattern_shapes(headers["pattern"].shape, headers["mask"].shape)
-            check_pattern_dtypes(headers["pattern"].dtype, headers["mask"].dtype)
-            # As applied: pattern and mask, both float32 with the pattern's channels.
-            as_float32 = 2 * 4 * int(np.prod(headers["pattern"].shape))
-            if as_float32 > max_bytes:
-                raise ResourceExhausted(
-                    f"the trigger pattern of shape {headers['pattern'].shape} takes {as_float32} bytes as float32 "
-                    f"with its mask; this server accepts at most {max_bytes} (ADVEX_MAX_DATASET_BYTES); "
-                    "use a smaller pattern"
-                )
-            pattern = _read_array(archive, members["pattern"])
-            mask = _read_array(archive, members["mask"])
-        return check_pattern_arrays(pattern, mask)
-    except (InvalidArgument, ResourceExhausted):
-        raise
-    except MemoryError:
-        raise out_of_memory("the trigger pattern", "use a smaller pattern") from None
-    except ValueError as exc:
-        raise InvalidArgument(f"the trigger pattern is not a readable npz file: {exc}; {SAVE_PATTERN}") from None
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
-        raise InvalidArgument(f"the trigger pattern is not a readable npz file ({exc}); {SAVE_PATTERN}") from None
 
+    def check(headers) -> None:
+        check_pattern_shapes(headers["pattern"].shape, headers["mask"].shape)
+        check_pattern_dtypes(headers["pattern"].dtype, headers["mask"].dtype)
+        # As applied: pattern and mask, both float32 with the pattern's channels.
+        as_float32 = 2 * 4 * int(np.prod(headers["pattern"].shape))
+        if as_float32 > max_bytes:
+            raise ResourceExhausted(
+                f"the trigger pattern of shape {headers['pattern'].shape} takes {as_float32} bytes as float32 "
+                f"with its mask; this server accepts at most {max_bytes} (ADVEX_MAX_DATASET_BYTES); "
+                "use a smaller pattern"
+            )
 
-def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Array name -> zip member, as numpy names them ("mask.npy" is array mask)."""
-    members: dict[str, zipfile.ZipInfo] = {}
-    for info in archive.infolist():
-        name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-        if name in members:
-            raise InvalidArgument(f"the trigger pattern npz holds array {name!r} twice; {SAVE_PATTERN}")
-        members[name] = info
-    return members
-
-
-def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
-    with archive.open(info) as f:
-        return npy_format.read_array(f, allow_pickle=False)
+    arrays = read_npz(
+        path,
+        ("pattern", "mask"),
+        "the trigger pattern",
+        SAVE_PATTERN,
+        "it must hold pattern (H, W, C) and mask (H, W) with values in 0..1",
+        check,
+        "use a smaller pattern",
+    )
+    return check_pattern_arrays(arrays["pattern"], arrays["mask"])
 
 
 # ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ and how evaluations are read, watched and cancelled."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 from google.protobuf.message import Message
 

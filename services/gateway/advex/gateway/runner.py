@@ -25,7 +25,7 @@ from advex.core.errors import status_of
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
 from advex.gateway.kinds import KINDS
-from advex.gateway.work import CANCEL, DRAIN, LOST, Downstream, RunState, Stopped, Work
+from advex.gateway.work import CANCEL, DRAIN, LOST, Downstream, RunState, Work
 from advex.v1 import report_pb2
 
 log = logging.getLogger(__name__)
