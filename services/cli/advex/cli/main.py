@@ -271,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gateway", help="gateway address (default $ADVEX_GATEWAY_ADDR or 127.0.0.1:50051)")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON only, on stdout")
+    # What every kind of evaluation request takes.
+    evaluation = argparse.ArgumentParser(add_help=False, parents=[common])
+    evaluation.add_argument("--clip-min", type=float, default=0.0, help="smallest valid input value (default 0)")
+    evaluation.add_argument("--clip-max", type=float, default=1.0, help="largest valid input value (default 1)")
+    evaluation.add_argument("--name", help="display name")
+    evaluation.add_argument("--wait", action="store_true", help="follow progress and print the report")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("up", help="run the whole mesh in the foreground (Ctrl-C stops)")
@@ -283,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="display name (default: the file name)")
     p.set_defaults(func=cmd_upload)
 
-    p = sub.add_parser("evaluate", parents=[common], help="evaluate a model on a dataset under attacks")
+    p = sub.add_parser("evaluate", parents=[evaluation], help="evaluate a model on a dataset under attacks")
     p.add_argument("--model", required=True, help="artifact name of the model (artifacts/<id>)")
     p.add_argument("--dataset", required=True, help="artifact name of the dataset")
     p.add_argument(
@@ -296,16 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eps", type=float, action="append", default=[], help="budget for attacks given without eps (repeatable)"
     )
-    p.add_argument("--clip-min", type=float, default=0.0, help="smallest valid input value (default 0)")
-    p.add_argument("--clip-max", type=float, default=1.0, help="largest valid input value (default 1)")
     p.add_argument("--max-samples", type=int, default=0, help="evaluate only the first N samples")
-    p.add_argument("--name", help="display name")
-    p.add_argument("--wait", action="store_true", help="follow progress and print the report")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "poison",
-        parents=[common],
+        parents=[evaluation],
         help="backdoor-poison a training set, train the model's architecture on it (and a clean baseline), measure",
     )
     p.add_argument("--model", required=True, help="artifact name of the model: its architecture is trained")
@@ -334,10 +336,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=list(poison_specs.OPTIMIZERS), help="default adam")
     p.add_argument("--fine-tune", action="store_true", help="start from the uploaded weights instead of fresh ones")
     p.add_argument("--seed", type=int, default=0, help="chooses the images and the initialisation (default 0)")
-    p.add_argument("--clip-min", type=float, default=0.0, help="smallest valid input value (default 0)")
-    p.add_argument("--clip-max", type=float, default=1.0, help="largest valid input value (default 1)")
-    p.add_argument("--name", help="display name")
-    p.add_argument("--wait", action="store_true", help="follow progress and print the report")
     p.set_defaults(func=cmd_poison)
 
     p = sub.add_parser(

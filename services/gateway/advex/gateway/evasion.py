@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from advex.core.attack_specs import resolve
 from advex.core.errors import InvalidArgument
-from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, RequestStream, Work, artifact_ref, evaluation_seed
+from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, Work, artifact_ref, evaluation_seed
 from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, evasion_pb2, report_pb2
 
@@ -59,39 +59,33 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
             attacks=specs, samples=spec.samples, num_classes=info.model.num_classes
         )
     )
-    with RequestStream(work.run, first=header) as requests:
-        requests.call = scoring = work.track(work.downstream.scoring.ScoreEvasion.future(iter(requests)))
-        try:
-            for index, (attack_spec, attack_resolved) in enumerate(zip(specs, resolved)):
-                work.stage(f"{attack_resolved.label} ({index + 1}/{len(specs)})")
-                call = work.track(
-                    attack.RunEvasion(
-                        attack_service_pb2.RunEvasionRequest(
-                            model=model,
-                            dataset=dataset,
-                            attack=attack_spec,
-                            clip_min=row.clip_min,
-                            clip_max=row.clip_max,
-                            start=0,
-                            stop=spec.samples,
-                            seed=evaluation_seed(row.id),
-                        )
+    with work.request_stream(work.downstream.scoring.ScoreEvasion.future, header) as scores:
+        for index, (attack_spec, attack_resolved) in enumerate(zip(specs, resolved)):
+            work.stage(f"{attack_resolved.label} ({index + 1}/{len(specs)})")
+            call = work.track(
+                attack.RunEvasion(
+                    attack_service_pb2.RunEvasionRequest(
+                        model=model,
+                        dataset=dataset,
+                        attack=attack_spec,
+                        clip_min=row.clip_min,
+                        clip_max=row.clip_max,
+                        start=0,
+                        stop=spec.samples,
+                        seed=evaluation_seed(row.id),
                     )
                 )
-                for response in call:
-                    if not response.HasField("records"):
-                        continue
-                    requests.put(
-                        scoring_service_pb2.ScoreEvasionRequest(
-                            records=scoring_service_pb2.ScoredRecords(attack_index=index, records=response.records)
-                        )
+            )
+            for response in call:
+                if not response.HasField("records"):
+                    continue
+                scores.put(
+                    scoring_service_pb2.ScoreEvasionRequest(
+                        records=scoring_service_pb2.ScoredRecords(attack_index=index, records=response.records)
                     )
-                    rows = response.records.labels.shape[0] if response.records.labels.shape else 0
-                    work.add_progress(rows * attack_resolved.cost)
-            requests.close()
-            work.stage("scoring")
-            metrics = scoring.result().report
-        except BaseException:
-            scoring.cancel()
-            raise
+                )
+                rows = response.records.labels.shape[0] if response.records.labels.shape else 0
+                work.add_progress(rows * attack_resolved.cost)
+        work.stage("scoring")
+        metrics = scores.result().report
     return report_pb2.Report(model=artifact_ref(model_artifact), dataset=artifact_ref(dataset_artifact), evasion=metrics)

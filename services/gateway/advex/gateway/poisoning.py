@@ -121,20 +121,14 @@ def execute(work: Work, spec: poisoning_pb2.PoisoningSpec) -> report_pb2.Report:
         )
     )
     units: list[_Unit] = []
-    with RequestStream(work.run, first=header) as scores:
-        scores.call = scoring = work.track(work.downstream.scoring.ScorePoisoning.future(iter(scores)))
-        try:
-            for index, count in enumerate(counts):
-                label = "the clean baseline" if count == 0 else f"{count} poisoned image{'s' if count > 1 else ''}"
-                work.stage(f"training with {label} ({index + 1}/{len(counts)})")
-                units.append(_train(work, inputs, index, count, f"{label} ({index + 1}/{len(counts)})", scores))
-                work.check_stopped()
-            scores.close()
-            work.stage("scoring")
-            metrics = scoring.result().report
-        except BaseException:
-            scoring.cancel()
-            raise
+    with work.request_stream(work.downstream.scoring.ScorePoisoning.future, header) as scores:
+        for index, count in enumerate(counts):
+            label = "the clean baseline" if count == 0 else f"{count} poisoned image{'s' if count > 1 else ''}"
+            work.stage(f"training with {label} ({index + 1}/{len(counts)})")
+            units.append(_train(work, inputs, index, count, f"{label} ({index + 1}/{len(counts)})", scores))
+            work.check_stopped()
+        work.stage("scoring")
+        metrics = scores.result().report
 
     metrics.spec.CopyFrom(spec)
     metrics.training_dataset.CopyFrom(artifact_ref(artifacts[spec.training_dataset]))
@@ -174,9 +168,8 @@ def _train(
     first = attack_service_pb2.RunPoisoningRequest(
         unit=attack_service_pb2.RunPoisoningUnit(inputs=inputs, poison_count=count)
     )
-    with RequestStream(work.run, first=first) as requests:
-        requests.call = call = work.track(work.downstream.attack.RunPoisoning(iter(requests)))
-        for response in call:
+    with work.request_stream(work.downstream.attack.RunPoisoning, first) as requests:
+        for response in requests.call:
             payload = response.WhichOneof("payload")
             if payload == "progress":
                 progress = response.progress

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
@@ -131,6 +133,11 @@ class RequestStream:
     def close(self) -> None:
         self.put(None)
 
+    def result(self):
+        """Ends the requests and waits for the (client-streaming) call's answer."""
+        self.close()
+        return self.call.result()
+
     def __enter__(self) -> "RequestStream":
         return self
 
@@ -185,6 +192,20 @@ class Work:
             attack_service_pb2.ObjectLocation(url=r.url, sha256=r.sha256, size_bytes=r.size_bytes)
             for r in (f.result() for f in futures)
         ]
+
+    @contextmanager
+    def request_stream(self, start, first) -> Iterator["RequestStream"]:
+        """A tracked call with a request stream: `start(requests)` starts it
+        (a stub's client-streaming `Method.future`, or a bidi `Method`); the
+        requests are `first`, then what this thread `put`s. The call is
+        cancelled if the block ends in an error."""
+        with RequestStream(self.run, first=first) as requests:
+            requests.call = self.track(start(iter(requests)))
+            try:
+                yield requests
+            except BaseException:
+                requests.call.cancel()
+                raise
 
     def unary(self, method, request, timeout: float):
         """A tracked unary call to `method` (a stub's method)."""
