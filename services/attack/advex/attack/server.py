@@ -121,7 +121,6 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         test = self._dataset(inputs.test_dataset, "test_dataset")
         for dataset in (train, test):
             datasets.check_compatible(model.summary, dataset, inputs.clip_min, inputs.clip_max)
-        poison_specs.check_against_model(resolved, model.summary.num_classes, train.image_shape)
         plan = poisoning.plan(resolved, train, test, model.summary.num_classes)
         trigger = None
         if resolved.trigger is not None:
