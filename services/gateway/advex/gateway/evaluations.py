@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from advex.core import resources
 from advex.core.attack_specs import check_clip_range
 from advex.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from advex.gateway import jobs
+from advex.gateway import jobs, poisoning
 from advex.gateway.kinds import BY_FIELD, KINDS
 from advex.gateway.runner import EvaluationRunner
 from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, STORAGE_TIMEOUT_S, Downstream, locate
@@ -168,9 +168,6 @@ class Evaluations:
         """The poisoned training set of one count of a poisoning evaluation,
         as PoisonedDataPiece messages."""
         row = self.get(name)
-        kind = KINDS[row.kind]
-        if kind.name != "poisoning":
+        if row.kind != poisoning.KIND:
             raise FailedPrecondition(f"'{name}' is a {row.kind} evaluation; only poisoning evaluations have poisoned data")
-        from advex.gateway import poisoning
-
-        return poisoning.poisoned_data(self, row, kind.read_spec(row), poison_count)
+        return poisoning.poisoned_data(self, row, KINDS[row.kind].read_spec(row), poison_count)

@@ -36,7 +36,7 @@ KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
         Kind(jobs.EVASION, evasion_pb2.EvasionSpec, "evasion", evasion.validate, evasion.execute),
-        Kind("poisoning", poisoning_pb2.PoisoningSpec, "poisoning", poisoning.validate, poisoning.execute),
+        Kind(poisoning.KIND, poisoning_pb2.PoisoningSpec, "poisoning", poisoning.validate, poisoning.execute),
     )
 }
 BY_FIELD = {kind.field: kind for kind in KINDS.values()}

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from advex.core import poison_specs
-from advex.core.errors import InvalidArgument
+from advex.core.errors import FailedPrecondition, InvalidArgument
 from advex.gateway.work import (
     COMPATIBILITY_TIMEOUT_S,
     STORAGE_TIMEOUT_S,
@@ -30,6 +30,8 @@ from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, poisoning_pb2, report_pb2
 
 log = logging.getLogger(__name__)
+
+KIND = "poisoning"
 
 _PRODUCT_KINDS = {
     attack_service_pb2.PRODUCT_KIND_POISONED_DATASET: (artifact_pb2.ARTIFACT_KIND_DATASET, "poisoned training set"),
@@ -106,9 +108,13 @@ def execute(work: Work, spec: poisoning_pb2.PoisoningSpec) -> report_pb2.Report:
         attack.CheckPoisoning, attack_service_pb2.CheckPoisoningRequest(inputs=inputs), COMPATIBILITY_TIMEOUT_S
     )
     if list(check.counts) != list(spec.counts):
-        # The stored spec's counts were resolved against the same data at
-        # CreateEvaluation; artifacts never change, so this is a bug.
-        raise InvalidArgument(f"the counts {list(spec.counts)} no longer fit the training set ({list(check.counts)})")
+        # The stored spec's counts were resolved against the same artifacts
+        # at CreateEvaluation, and artifacts never change: only a different
+        # attack service version could see them differently.
+        raise FailedPrecondition(
+            f"the attack service now resolves the counts {list(spec.counts)} as {list(check.counts)}; "
+            "create the evaluation again"
+        )
     counts = [0, *spec.counts]
     header = scoring_service_pb2.ScorePoisoningRequest(
         header=scoring_service_pb2.ScorePoisoningHeader(
