@@ -295,3 +295,33 @@ def test_a_gateway_restart_hands_a_running_poisoning_evaluation_to_the_next_one(
         assert list(watch(successor, created.name))[-1].state == evaluation_pb2.EVALUATION_STATE_CANCELLED
     finally:
         successor.close()
+
+
+def test_poisoned_data_is_only_for_a_count_of_a_poisoning_evaluation(gateway, digits_sets):
+    from mesh_requests import evasion_request
+    from advex.v1 import evasion_pb2
+
+    model, _, test = digits_sets
+    evasion = gateway.evaluations.CreateEvaluation(
+        evasion_request(model.name, test.name, [evasion_pb2.AttackSpec(attack="fgsm", eps=0.1)], max_samples=5)
+    ).evaluation
+    poisoning = gateway.evaluations.CreateEvaluation(_request(digits_sets, counts=(5,))).evaluation
+    gateway.evaluations.CancelEvaluation(evaluation_pb2.CancelEvaluationRequest(name=poisoning.name))
+    for name, count, code, phrase in (
+        (evasion.name, 5, grpc.StatusCode.FAILED_PRECONDITION, "only poisoning evaluations have poisoned data"),
+        (poisoning.name, 6, grpc.StatusCode.INVALID_ARGUMENT, "poison_count 6 is not one of this evaluation's counts (5)"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            list(gateway.evaluations.StreamPoisonedData(
+                evaluation_pb2.StreamPoisonedDataRequest(name=name, poison_count=count)
+            ))
+        assert info.value.code() == code and phrase in info.value.details(), info.value.details()
+    # Made from the stored spec, so a cancelled evaluation still has its data.
+    pieces = list(gateway.evaluations.StreamPoisonedData(
+        evaluation_pb2.StreamPoisonedDataRequest(name=poisoning.name, poison_count=5)
+    ))
+    flags = [p.piece.samples.poisoned for p in pieces if p.piece.HasField("samples")]
+    from advex.core import tensors
+
+    assert sum(int(tensors.from_proto(f).sum()) for f in flags) == 5
+    assert all(p.ByteSize() <= 1024**2 for p in pieces)
