@@ -32,6 +32,16 @@ def test_defaults_are_filled_in_and_the_canonical_spec_round_trips():
         spec(trigger=poisoning_pb2.TriggerSpec(trigger="blend")), 0.0, 1.0).to_proto(), 0.0, 1.0).trigger == blend
 
 
+def test_a_blend_of_a_user_pattern_round_trips():
+    # Its canonical form carries no seed (which only makes noise), so the
+    # gateway's stored spec resolves again on the attack service.
+    given = spec(trigger=poisoning_pb2.TriggerSpec(trigger="blend", alpha=0.2, pattern="artifacts/p"))
+    resolved = poison_specs.resolve(given, 0.0, 1.0)
+    assert not resolved.to_proto().trigger.HasField("seed")
+    assert poison_specs.resolve(resolved.to_proto(), 0.0, 1.0) == resolved
+    assert resolved.patterns == ("artifacts/p",)
+
+
 def test_sources_default_to_every_class_but_the_target():
     resolved = poison_specs.resolve(spec(source_classes=[]), 0.0, 1.0)
     assert resolved.sources(10) == (0, 1, 2, 3, 4, 5, 6, 8, 9)

@@ -233,8 +233,12 @@ def _user_pattern(resolved, image, clip_min, clip_max, pattern, mask) -> tuple[n
     channels = image[2]
     if pattern.shape[2] not in (channels, 1):
         raise InvalidArgument(
-            f"the trigger pattern has {pattern.shape[2]} channels but the images have {channels}; give the pattern "
-            f"{channels} channels, or 1 to apply it to every channel"
+            f"the trigger pattern has {pattern.shape[2]} channels but the images have {channels}; "
+            + (
+                "give the pattern 1 channel"
+                if channels == 1
+                else f"give the pattern {channels} channels, or 1 to apply it to every channel"
+            )
         )
     low, high = float(pattern.min()), float(pattern.max())
     if low < clip_min or high > clip_max:

@@ -50,6 +50,8 @@ def evaluation_line(evaluation: evaluation_pb2.Evaluation) -> str:
     line = (
         f"{evaluation.name}  {state_name(evaluation.state):<9}  {percent:5.1f}%  {what}  {evaluation.display_name}"
     )
+    if evaluation.state in (evaluation_pb2.EVALUATION_STATE_QUEUED, evaluation_pb2.EVALUATION_STATE_RUNNING):
+        line += f"\n    now: {progress.stage}"
     if evaluation.error:
         line += f"\n    error: {evaluation.error}"
     return line

@@ -78,6 +78,11 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str):
     mapped = status_of(exc)
+    if mapped is None and not context.is_active():
+        # The caller cancelled or went away (a draining gateway, Ctrl-C):
+        # reading its request stream failed. An ordinary end, not a bug.
+        log.info("%s ended early: the caller cancelled the call or went away (%s)", method, type(exc).__name__)
+        mapped = (grpc.StatusCode.CANCELLED, "the caller cancelled the call")
     if mapped is None:
         incident = uuid.uuid4().hex[:12]
         log.exception("unexpected error in %s (incident %s)", method, incident)

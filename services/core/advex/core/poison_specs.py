@@ -81,7 +81,9 @@ class ResolvedTrigger:
         if self.trigger in PATCH_TRIGGERS:
             message.position = self.position
         if self.trigger == BLEND:
-            message.alpha, message.seed = self.alpha, self.seed
+            message.alpha = self.alpha
+            if not self.pattern:  # the seed makes the noise a pattern replaces
+                message.seed = self.seed
         return message
 
     @property

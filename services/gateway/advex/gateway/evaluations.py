@@ -169,5 +169,5 @@ class Evaluations:
         as PoisonedDataPiece messages."""
         row = self.get(name)
         if row.kind != poisoning.KIND:
-            raise FailedPrecondition(f"'{name}' is a {row.kind} evaluation; only poisoning evaluations have poisoned data")
+            raise FailedPrecondition(f"'{name}' is an {row.kind} evaluation; only poisoning evaluations have poisoned data")
         return poisoning.poisoned_data(self, row, KINDS[row.kind].read_spec(row), poison_count)
