@@ -128,3 +128,67 @@ def test_perturbation_norms_tolerance():
     np.testing.assert_allclose(linf, [0.5, 0.0])
     np.testing.assert_allclose(l2, [np.hypot(0.5, 0.25), 0.0], rtol=1e-6)
     np.testing.assert_array_equal(l0, [2, 0])  # 1e-8 is round-off, not a change
+
+
+@pytest.mark.parametrize("norm, eps, step_size", [("inf", 0.2, 0.03), ("2", 1.5, 0.3)])
+def test_bim_and_mim_equal_cleverhans(model, dataset, norm, eps, step_size):
+    import tensorflow as tf
+    from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    order = np.inf if norm == "inf" else 2
+    x, y = tf.constant(dataset.x), tf.constant(dataset.y)
+    _, bim = run(model, dataset, spec(attack="bim", norm=norm, eps=eps, steps=5, step_size=step_size), batch_size=N)
+    direct = projected_gradient_descent(
+        model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=y, targeted=False,
+        rand_init=False,
+    ).numpy()
+    assert np.array_equal(bim["adversarial"], direct)
+
+    mim_spec = spec(attack="mim", norm=norm, eps=eps, steps=5, step_size=step_size, decay=0.8)
+    _, mim = run(model, dataset, mim_spec, batch_size=N)
+    direct = momentum_iterative_method(
+        model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=y, targeted=False,
+        decay_factor=0.8,
+    ).numpy()
+    np.testing.assert_allclose(mim["adversarial"], direct, atol=1e-6)
+    assert not np.allclose(direct, dataset.x)
+
+
+@pytest.mark.parametrize("attack", ["bim", "mim", "pgd"])
+def test_iterative_attacks_break_the_model_inside_the_ball_and_range(model, dataset, attack):
+    _, out = run(model, dataset, spec(attack=attack, eps=0.3, steps=10))
+    clean = float(np.mean(out["clean_probs"].argmax(1) == dataset.y))
+    adversarial = float(np.mean(out["adv_probs"].argmax(1) == dataset.y))
+    assert adversarial <= clean - 0.5, (attack, clean, adversarial)
+    assert out["linf"].max() <= 0.3 + 1e-6
+    assert out["adversarial"].min() >= 0.0 and out["adversarial"].max() <= 1.0
+
+
+def test_restarts_never_weaken_pgd_and_cost_their_passes(model, dataset):
+    one = spec(attack="pgd", eps=0.1, steps=3)
+    five = spec(attack="pgd", eps=0.1, steps=3, restarts=5)
+    assert (one.cost, five.cost) == (3, 15)
+    _, single = run(model, dataset, one, seed=3)
+    passes = []
+    _, restarted = run(model, dataset, five, seed=3, on_passes=passes.append)
+    broken_once = single["adv_probs"].argmax(1) != dataset.y
+    broken_restarted = restarted["adv_probs"].argmax(1) != dataset.y
+    # The first run is the single run's: whatever it broke stays broken.
+    assert np.all(broken_restarted[broken_once]) and broken_restarted.sum() >= broken_once.sum()
+    assert restarted["linf"].max() <= 0.1 + 1e-6
+    # Per sample: the same result whatever the batch.
+    _, rebatched = run(model, dataset, five, seed=3, batch_size=7)
+    assert np.array_equal(rebatched["adversarial"], restarted["adversarial"])
+    assert sum(passes) <= 15 * 2 and sum(passes) >= 3 * 2
+
+
+def test_mim_stops_within_a_step(model, dataset):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled, match="step 2 of 50"):
+        run(model, dataset, spec(attack="mim", eps=0.1, steps=50), should_stop=should_stop)

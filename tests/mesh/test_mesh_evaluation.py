@@ -132,7 +132,7 @@ def test_bad_evaluation_requests_fail_with_what_to_fix_and_leave_no_job(gateway,
         (request(dataset=wrong_shape.name), grpc.StatusCode.INVALID_ARGUMENT, "8x8x1"),
         (request(attacks=[evasion_pb2.AttackSpec(attack="fgsm", eps=-0.1)]), grpc.StatusCode.INVALID_ARGUMENT, "eps must be >= 0"),
         (request(attacks=[evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=0)]), grpc.StatusCode.INVALID_ARGUMENT, "steps must be"),
-        (request(attacks=[evasion_pb2.AttackSpec(attack="deepfool", eps=0.1)]), grpc.StatusCode.INVALID_ARGUMENT, "known attacks: fgsm, pgd"),
+        (request(attacks=[evasion_pb2.AttackSpec(attack="deepfool", eps=0.1)]), grpc.StatusCode.INVALID_ARGUMENT, "known attacks: bim, fgsm, mim, pgd"),
         (request(attacks=[]), grpc.StatusCode.INVALID_ARGUMENT, "at least one"),
         (request(model=dataset.name), grpc.StatusCode.INVALID_ARGUMENT, "not a model"),
         (request(clip_min=1.0, clip_max=0.0), grpc.StatusCode.INVALID_ARGUMENT, "clip_min"),
@@ -245,3 +245,24 @@ def test_draining_gateway_hands_running_work_to_the_next_one(mesh, uploaded_digi
         assert states[-1] == evaluation_pb2.EVALUATION_STATE_CANCELLED
     finally:
         successor.close()
+
+
+def test_bim_mim_and_pgd_restarts_run_through_the_mesh(gateway, uploaded_digits):
+    model, dataset = uploaded_digits
+    attacks = [
+        evasion_pb2.AttackSpec(attack="bim", eps=0.2, steps=5),
+        evasion_pb2.AttackSpec(attack="mim", eps=0.2, steps=5, decay=0.9),
+        evasion_pb2.AttackSpec(attack="pgd", eps=0.2, steps=5, restarts=2),
+    ]
+    final = _run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attacks, max_samples=30))
+    assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
+    assert final.progress.total == 30 * (5 + 5 + 10)
+    assert [a.restarts for a in final.evasion.attacks] == [0, 0, 2]
+    report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion
+    by_name = {a.attack: a for a in report.attacks}
+    assert set(by_name) == {"bim", "mim", "pgd"}
+    assert by_name["mim"].spec.decay == 0.9 and by_name["pgd"].spec.restarts == 2
+    assert by_name["bim"].spec.step_size == pytest.approx(2.5 * 0.2 / 5)
+    for attack in report.attacks:
+        assert attack.adversarial_accuracy < report.clean_accuracy and attack.perturbation_linf_mean <= 0.2 + 1e-6
+    assert report.worst_case[0].attacks == ["bim", "mim", "pgd"]

@@ -7,20 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AttackSpec(_message.Message):
-    __slots__ = ("attack", "norm", "eps", "steps", "step_size", "random_init")
+    __slots__ = ("attack", "norm", "eps", "steps", "step_size", "random_init", "restarts", "decay")
     ATTACK_FIELD_NUMBER: _ClassVar[int]
     NORM_FIELD_NUMBER: _ClassVar[int]
     EPS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STEP_SIZE_FIELD_NUMBER: _ClassVar[int]
     RANDOM_INIT_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    DECAY_FIELD_NUMBER: _ClassVar[int]
     attack: str
     norm: str
     eps: float
     steps: int
     step_size: float
     random_init: bool
-    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., random_init: _Optional[bool] = ...) -> None: ...
+    restarts: int
+    decay: float
+    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., random_init: _Optional[bool] = ..., restarts: _Optional[int] = ..., decay: _Optional[float] = ...) -> None: ...
 
 class EvasionSpec(_message.Message):
     __slots__ = ("dataset", "attacks", "max_samples", "samples")

@@ -1,3 +1,4 @@
+from advex.v1 import evasion_pb2 as _evasion_pb2
 from advex.v1 import poisoning_pb2 as _poisoning_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -58,7 +59,7 @@ class ArtifactRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class AttackResult(_message.Message):
-    __slots__ = ("attack", "norm", "eps", "steps", "step_size", "adversarial_accuracy", "attack_success_rate", "mean_confidence_clean", "mean_confidence_adversarial", "mean_true_class_probability_clean", "mean_true_class_probability_adversarial", "robustness_score", "perturbation_linf_mean", "perturbation_linf_median", "perturbation_l2_mean", "perturbation_l2_median", "perturbation_l0_mean", "perturbation_l0_median", "clean_correct_samples", "successful_samples")
+    __slots__ = ("attack", "norm", "eps", "steps", "step_size", "adversarial_accuracy", "attack_success_rate", "mean_confidence_clean", "mean_confidence_adversarial", "mean_true_class_probability_clean", "mean_true_class_probability_adversarial", "robustness_score", "perturbation_linf_mean", "perturbation_linf_median", "perturbation_l2_mean", "perturbation_l2_median", "perturbation_l0_mean", "perturbation_l0_median", "clean_correct_samples", "successful_samples", "spec")
     ATTACK_FIELD_NUMBER: _ClassVar[int]
     NORM_FIELD_NUMBER: _ClassVar[int]
     EPS_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +80,7 @@ class AttackResult(_message.Message):
     PERTURBATION_L0_MEDIAN_FIELD_NUMBER: _ClassVar[int]
     CLEAN_CORRECT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SUCCESSFUL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
     attack: str
     norm: str
     eps: float
@@ -99,7 +101,8 @@ class AttackResult(_message.Message):
     perturbation_l0_median: float
     clean_correct_samples: int
     successful_samples: int
-    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., adversarial_accuracy: _Optional[float] = ..., attack_success_rate: _Optional[float] = ..., mean_confidence_clean: _Optional[float] = ..., mean_confidence_adversarial: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., mean_true_class_probability_adversarial: _Optional[float] = ..., robustness_score: _Optional[float] = ..., perturbation_linf_mean: _Optional[float] = ..., perturbation_linf_median: _Optional[float] = ..., perturbation_l2_mean: _Optional[float] = ..., perturbation_l2_median: _Optional[float] = ..., perturbation_l0_mean: _Optional[float] = ..., perturbation_l0_median: _Optional[float] = ..., clean_correct_samples: _Optional[int] = ..., successful_samples: _Optional[int] = ...) -> None: ...
+    spec: _evasion_pb2.AttackSpec
+    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., adversarial_accuracy: _Optional[float] = ..., attack_success_rate: _Optional[float] = ..., mean_confidence_clean: _Optional[float] = ..., mean_confidence_adversarial: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., mean_true_class_probability_adversarial: _Optional[float] = ..., robustness_score: _Optional[float] = ..., perturbation_linf_mean: _Optional[float] = ..., perturbation_linf_median: _Optional[float] = ..., perturbation_l2_mean: _Optional[float] = ..., perturbation_l2_median: _Optional[float] = ..., perturbation_l0_mean: _Optional[float] = ..., perturbation_l0_median: _Optional[float] = ..., clean_correct_samples: _Optional[int] = ..., successful_samples: _Optional[int] = ..., spec: _Optional[_Union[_evasion_pb2.AttackSpec, _Mapping]] = ...) -> None: ...
 
 class WorstCase(_message.Message):
     __slots__ = ("norm", "eps", "accuracy", "attacks")

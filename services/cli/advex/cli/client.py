@@ -90,7 +90,9 @@ def upload(
     return gateway.artifacts.CompleteUpload(artifact_pb2.CompleteUploadRequest(name=created.artifact.name)).artifact
 
 
-_ATTACK_KEYS = {"eps": float, "steps": int, "step_size": float, "norm": str, "random_init": None}
+_ATTACK_KEYS = {
+    "eps": float, "norm": str, "steps": int, "step_size": float, "random_init": None, "restarts": int, "decay": float,
+}
 
 
 def parse_attack(text: str, budgets: list[float]) -> list[evasion_pb2.AttackSpec]:

@@ -297,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         help="NAME[:key=value,...], e.g. fgsm:eps=0.1 or pgd:eps=0.1,steps=40,norm=inf; "
-        f"attacks: {', '.join(f'{k} ({v})' for k, v in ATTACKS.items())}",
+        "attacks: " + "; ".join(
+            f"{a.name} ({a.description}; keys: {', '.join(('eps', 'norm') + a.keys)})" for a in ATTACKS.values()
+        ),
     )
     p.add_argument(
         "--eps", type=float, action="append", default=[], help="budget for attacks given without eps (repeatable)"

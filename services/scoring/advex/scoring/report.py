@@ -70,6 +70,7 @@ def attack_result(a: AttackMetrics) -> report_pb2.AttackResult:
         eps=a.spec.eps,
         steps=a.spec.steps,
         step_size=a.spec.step_size,
+        spec=a.spec.to_proto(),
         **{name: getattr(a, name) for name in _ATTACK_FIELDS},
     )
 
