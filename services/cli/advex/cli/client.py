@@ -95,6 +95,29 @@ _ATTACK_KEYS = {
 }
 
 
+def parse_budgets(text: str) -> list[float]:
+    """'0.1' -> [0.1]; '0.01:0.3:10' -> 10 evenly spaced budgets from 0.01 to
+    0.3, both included (rounded to 10 significant digits, so they print
+    as written)."""
+    import argparse
+
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            return [float(text)]
+        if len(parts) == 3:
+            start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+            if count >= 2 and start < stop:
+                step = (stop - start) / (count - 1)
+                return [float(f"{start + i * step:.10g}") for i in range(count)]
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"'{text}' is neither a budget (0.1) nor a range START:STOP:COUNT with START < STOP and COUNT >= 2 "
+        "(0.01:0.3:10)"
+    )
+
+
 def parse_attack(text: str, budgets: list[float]) -> list[evasion_pb2.AttackSpec]:
     """'pgd:eps=0.1,steps=40,norm=inf' -> AttackSpecs; without eps, one spec
     per value of --eps. The gateway checks the values themselves."""

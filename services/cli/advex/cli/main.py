@@ -16,6 +16,7 @@ from advex.cli.client import (
     CliError,
     Gateway,
     parse_attack,
+    parse_budgets,
     parse_classes,
     parse_counts,
     parse_trigger,
@@ -302,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
-        "--eps", type=float, action="append", default=[], help="budget for attacks given without eps (repeatable)"
+        "--eps", type=parse_budgets, action="extend", default=[],
+        help="budgets for attacks given without eps: a value (repeatable), or a range START:STOP:COUNT "
+        "of COUNT evenly spaced values, e.g. 0.01:0.3:10",
     )
     p.add_argument("--max-samples", type=int, default=0, help="evaluate only the first N samples")
     p.set_defaults(func=cmd_evaluate)
