@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from numpy.lib import format as npy_format
 from advex.attack import datasets, engine
 from advex.attack.datasets import Dataset
 from advex.attack.models import LoadedModel
+from advex.attack.training import probabilities
 from advex.attack.triggers import Trigger
 from advex.core import poison_specs
 from advex.core.attack_specs import ResolvedAttack
@@ -222,6 +223,38 @@ def triggered(test_x: np.ndarray, trigger: Trigger | None) -> np.ndarray:
     if trigger is None:
         return np.asarray(test_x, dtype=np.float32)
     return trigger.stamp(test_x)
+
+
+@dataclass(frozen=True)
+class MeasuredBatch:
+    """A trained model's probabilities on test samples [first_sample, first_sample + n)."""
+
+    first_sample: int
+    labels: np.ndarray  # int64 (n,)
+    clean_probs: np.ndarray  # float32 (n, classes)
+    triggered_probs: np.ndarray  # float32 (n, classes), on the triggered images
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def measure(
+    model: LoadedModel, test: Dataset, trigger: Trigger | None, batch_size: int, should_stop: Callable[[], bool]
+) -> Iterator[MeasuredBatch]:
+    """`model` on the clean and the triggered test set, batch by batch
+    (nothing holds the whole set's probabilities); ends early once
+    should_stop() is true."""
+    for first in range(0, test.samples, batch_size):
+        if should_stop():
+            return
+        x, y = test.batch(first, first + batch_size)
+        yield MeasuredBatch(
+            first_sample=first,
+            labels=y.astype(np.int64, copy=False),
+            clean_probs=probabilities(model, x, batch_size),
+            triggered_probs=probabilities(model, triggered(x, trigger), batch_size),
+        )
 
 
 # A fixed timestamp makes the archive the same bytes for the same data

@@ -201,20 +201,14 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
             measured = models.load_model(path, self._limits)
         row_bytes = 8 + 2 * 4 * measured.summary.num_classes
         rows = tensors.rows_per_message(row_bytes, max_bytes)
-        batch = self._config.batch_size
-        for first_sample in range(0, job.test.samples, batch):
-            if should_stop():
-                return
-            x, y = job.test.batch(first_sample, first_sample + batch)
-            clean = training.probabilities(measured, x, batch)
-            triggered = training.probabilities(measured, poisoning.triggered(x, job.trigger), batch)
-            for lo in range(0, len(y), rows):
+        for batch in poisoning.measure(measured, job.test, job.trigger, self._config.batch_size, should_stop):
+            for lo in range(0, batch.n, rows):
                 yield attack_service_pb2.RunPoisoningResponse(
                     records=records_pb2.PoisoningRecords(
-                        first_sample=first_sample + lo,
-                        labels=tensors.to_proto(y[lo : lo + rows].astype(np.int64)),
-                        clean_probabilities=tensors.to_proto(clean[lo : lo + rows]),
-                        triggered_probabilities=tensors.to_proto(triggered[lo : lo + rows]),
+                        first_sample=batch.first_sample + lo,
+                        labels=tensors.to_proto(batch.labels[lo : lo + rows]),
+                        clean_probabilities=tensors.to_proto(batch.clean_probs[lo : lo + rows]),
+                        triggered_probabilities=tensors.to_proto(batch.triggered_probs[lo : lo + rows]),
                     )
                 )
 

@@ -88,8 +88,12 @@ class Stopped(Exception):
 def locate(
     storage: artifact_pb2_grpc.ArtifactServiceStub, name: str, timeout: float = STORAGE_TIMEOUT_S
 ) -> attack_service_pb2.ObjectLocation:
-    response = storage.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=name), timeout=timeout)
-    return attack_service_pb2.ObjectLocation(url=response.url, sha256=response.sha256, size_bytes=response.size_bytes)
+    return object_location(storage.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=name), timeout=timeout))
+
+
+def object_location(download: artifact_pb2.GetDownloadUrlResponse) -> attack_service_pb2.ObjectLocation:
+    """Where the attack service fetches an artifact: storage's presigned GET and what it must hash to."""
+    return attack_service_pb2.ObjectLocation(url=download.url, sha256=download.sha256, size_bytes=download.size_bytes)
 
 
 def evaluation_seed(evaluation_id: str) -> int:
@@ -188,10 +192,7 @@ class Work:
             )
             for n in names
         ]
-        return [
-            attack_service_pb2.ObjectLocation(url=r.url, sha256=r.sha256, size_bytes=r.size_bytes)
-            for r in (f.result() for f in futures)
-        ]
+        return [object_location(f.result()) for f in futures]
 
     @contextmanager
     def request_stream(self, start, first) -> Iterator["RequestStream"]:
