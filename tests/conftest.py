@@ -7,12 +7,17 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from pathlib import Path
+
 import boto3
+import botocore.config
 import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
 from advex.cli import digits
+from advex.core.presigned import file_digest
+from advex.internal.v1 import attack_service_pb2
 
 from loopback_s3 import S3_CREDENTIALS
 
@@ -35,6 +40,32 @@ def s3_bucket(s3_endpoint, request):
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, **S3_CREDENTIALS)
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def publish(s3_endpoint, s3_bucket):
+    """publish(path, sha256=None, size=None) -> ObjectLocation with a presigned GET URL.
+
+    sha256/size override what is declared, to test mismatches."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        **S3_CREDENTIALS,
+        config=botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+    def publish(path: Path, sha256: str | None = None, size: int | None = None) -> attack_service_pb2.ObjectLocation:
+        path = Path(path)
+        key = f"objects/{file_digest(path)[1]}/{path.name}"
+        s3.upload_file(str(path), s3_bucket, key)
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": s3_bucket, "Key": key}, ExpiresIn=600)
+        return attack_service_pb2.ObjectLocation(
+            url=url,
+            sha256=sha256 or file_digest(path)[1],
+            size_bytes=size if size is not None else path.stat().st_size,
+        )
+
+    return publish
 
 
 @pytest.fixture(scope="session")

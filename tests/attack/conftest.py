@@ -1,5 +1,5 @@
-"""Fixtures for the attack service tests: objects published on the moto S3
-server behind presigned GET URLs, and small hand-made Keras models."""
+"""Fixtures for the attack service tests: small hand-made Keras models.
+(`publish`, objects behind presigned GET URLs, is in tests/conftest.py.)"""
 
 from __future__ import annotations
 
@@ -9,40 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-import boto3
-import botocore.config
 import pytest
-
-from advex.cli.client import file_digest
-from advex.internal.v1 import attack_service_pb2
-
-from loopback_s3 import S3_CREDENTIALS
-
-
-@pytest.fixture
-def publish(s3_endpoint, s3_bucket):
-    """publish(path, sha256=None, size=None) -> ObjectLocation with a presigned GET URL.
-
-    sha256/size override what is declared, to test mismatches."""
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        **S3_CREDENTIALS,
-        config=botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-
-    def publish(path: Path, sha256: str | None = None, size: int | None = None) -> attack_service_pb2.ObjectLocation:
-        path = Path(path)
-        key = f"objects/{file_digest(path)[1]}/{path.name}"
-        s3.upload_file(str(path), s3_bucket, key)
-        url = s3.generate_presigned_url("get_object", Params={"Bucket": s3_bucket, "Key": key}, ExpiresIn=600)
-        return attack_service_pb2.ObjectLocation(
-            url=url,
-            sha256=sha256 or file_digest(path)[1],
-            size_bytes=size if size is not None else path.stat().st_size,
-        )
-
-    return publish
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ class Report(_message.Message):
     def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., evasion: _Optional[_Union[EvasionReport, _Mapping]] = ..., poisoning: _Optional[_Union[PoisoningReport, _Mapping]] = ...) -> None: ...
 
 class EvasionReport(_message.Message):
-    __slots__ = ("samples", "clean_accuracy", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean")
+    __slots__ = ("samples", "clean_accuracy", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean", "warnings")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ATTACKS_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class EvasionReport(_message.Message):
     CURVES_FIELD_NUMBER: _ClassVar[int]
     MEAN_CONFIDENCE_CLEAN_FIELD_NUMBER: _ClassVar[int]
     MEAN_TRUE_CLASS_PROBABILITY_CLEAN_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     samples: int
     clean_accuracy: float
     attacks: _containers.RepeatedCompositeFieldContainer[AttackResult]
@@ -46,7 +47,16 @@ class EvasionReport(_message.Message):
     curves: _containers.RepeatedCompositeFieldContainer[RobustnessCurve]
     mean_confidence_clean: float
     mean_true_class_probability_clean: float
-    def __init__(self, samples: _Optional[int] = ..., clean_accuracy: _Optional[float] = ..., attacks: _Optional[_Iterable[_Union[AttackResult, _Mapping]]] = ..., worst_case: _Optional[_Iterable[_Union[WorstCase, _Mapping]]] = ..., robustness_score: _Optional[float] = ..., curves: _Optional[_Iterable[_Union[RobustnessCurve, _Mapping]]] = ..., mean_confidence_clean: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ...) -> None: ...
+    warnings: _containers.RepeatedCompositeFieldContainer[EvaluationWarning]
+    def __init__(self, samples: _Optional[int] = ..., clean_accuracy: _Optional[float] = ..., attacks: _Optional[_Iterable[_Union[AttackResult, _Mapping]]] = ..., worst_case: _Optional[_Iterable[_Union[WorstCase, _Mapping]]] = ..., robustness_score: _Optional[float] = ..., curves: _Optional[_Iterable[_Union[RobustnessCurve, _Mapping]]] = ..., mean_confidence_clean: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., warnings: _Optional[_Iterable[_Union[EvaluationWarning, _Mapping]]] = ...) -> None: ...
+
+class EvaluationWarning(_message.Message):
+    __slots__ = ("check", "message")
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    check: str
+    message: str
+    def __init__(self, check: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ArtifactRef(_message.Message):
     __slots__ = ("name", "sha256", "display_name")
@@ -59,7 +69,7 @@ class ArtifactRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class AttackResult(_message.Message):
-    __slots__ = ("attack", "norm", "eps", "steps", "step_size", "adversarial_accuracy", "attack_success_rate", "mean_confidence_clean", "mean_confidence_adversarial", "mean_true_class_probability_clean", "mean_true_class_probability_adversarial", "robustness_score", "perturbation_linf_mean", "perturbation_linf_median", "perturbation_l2_mean", "perturbation_l2_median", "perturbation_l0_mean", "perturbation_l0_median", "clean_correct_samples", "successful_samples", "spec")
+    __slots__ = ("attack", "norm", "eps", "steps", "step_size", "adversarial_accuracy", "attack_success_rate", "mean_confidence_clean", "mean_confidence_adversarial", "mean_true_class_probability_clean", "mean_true_class_probability_adversarial", "robustness_score", "perturbation_linf_mean", "perturbation_linf_median", "perturbation_l2_mean", "perturbation_l2_median", "perturbation_l0_mean", "perturbation_l0_median", "clean_correct_samples", "successful_samples", "spec", "attacked_samples", "unbounded", "adversarial_dataset", "target")
     ATTACK_FIELD_NUMBER: _ClassVar[int]
     NORM_FIELD_NUMBER: _ClassVar[int]
     EPS_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +91,10 @@ class AttackResult(_message.Message):
     CLEAN_CORRECT_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SUCCESSFUL_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    ATTACKED_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    UNBOUNDED_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_DATASET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     attack: str
     norm: str
     eps: float
@@ -102,7 +116,11 @@ class AttackResult(_message.Message):
     clean_correct_samples: int
     successful_samples: int
     spec: _evasion_pb2.AttackSpec
-    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., adversarial_accuracy: _Optional[float] = ..., attack_success_rate: _Optional[float] = ..., mean_confidence_clean: _Optional[float] = ..., mean_confidence_adversarial: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., mean_true_class_probability_adversarial: _Optional[float] = ..., robustness_score: _Optional[float] = ..., perturbation_linf_mean: _Optional[float] = ..., perturbation_linf_median: _Optional[float] = ..., perturbation_l2_mean: _Optional[float] = ..., perturbation_l2_median: _Optional[float] = ..., perturbation_l0_mean: _Optional[float] = ..., perturbation_l0_median: _Optional[float] = ..., clean_correct_samples: _Optional[int] = ..., successful_samples: _Optional[int] = ..., spec: _Optional[_Union[_evasion_pb2.AttackSpec, _Mapping]] = ...) -> None: ...
+    attacked_samples: int
+    unbounded: bool
+    adversarial_dataset: ArtifactRef
+    target: str
+    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., adversarial_accuracy: _Optional[float] = ..., attack_success_rate: _Optional[float] = ..., mean_confidence_clean: _Optional[float] = ..., mean_confidence_adversarial: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., mean_true_class_probability_adversarial: _Optional[float] = ..., robustness_score: _Optional[float] = ..., perturbation_linf_mean: _Optional[float] = ..., perturbation_linf_median: _Optional[float] = ..., perturbation_l2_mean: _Optional[float] = ..., perturbation_l2_median: _Optional[float] = ..., perturbation_l0_mean: _Optional[float] = ..., perturbation_l0_median: _Optional[float] = ..., clean_correct_samples: _Optional[int] = ..., successful_samples: _Optional[int] = ..., spec: _Optional[_Union[_evasion_pb2.AttackSpec, _Mapping]] = ..., attacked_samples: _Optional[int] = ..., unbounded: _Optional[bool] = ..., adversarial_dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., target: _Optional[str] = ...) -> None: ...
 
 class WorstCase(_message.Message):
     __slots__ = ("norm", "eps", "accuracy", "attacks")
@@ -117,16 +135,18 @@ class WorstCase(_message.Message):
     def __init__(self, norm: _Optional[str] = ..., eps: _Optional[float] = ..., accuracy: _Optional[float] = ..., attacks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RobustnessCurve(_message.Message):
-    __slots__ = ("attack", "norm", "points", "eps_at_half_clean_accuracy")
+    __slots__ = ("attack", "norm", "points", "eps_at_half_clean_accuracy", "target")
     ATTACK_FIELD_NUMBER: _ClassVar[int]
     NORM_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     EPS_AT_HALF_CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     attack: str
     norm: str
     points: _containers.RepeatedCompositeFieldContainer[CurvePoint]
     eps_at_half_clean_accuracy: float
-    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., points: _Optional[_Iterable[_Union[CurvePoint, _Mapping]]] = ..., eps_at_half_clean_accuracy: _Optional[float] = ...) -> None: ...
+    target: str
+    def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., points: _Optional[_Iterable[_Union[CurvePoint, _Mapping]]] = ..., eps_at_half_clean_accuracy: _Optional[float] = ..., target: _Optional[str] = ...) -> None: ...
 
 class CurvePoint(_message.Message):
     __slots__ = ("eps", "adversarial_accuracy")

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EvasionRecords(_message.Message):
-    __slots__ = ("first_sample", "labels", "clean_probabilities", "adversarial_probabilities", "perturbation_linf", "perturbation_l2", "perturbation_l0")
+    __slots__ = ("first_sample", "labels", "clean_probabilities", "adversarial_probabilities", "perturbation_linf", "perturbation_l2", "perturbation_l0", "targets")
     FIRST_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     CLEAN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class EvasionRecords(_message.Message):
     PERTURBATION_LINF_FIELD_NUMBER: _ClassVar[int]
     PERTURBATION_L2_FIELD_NUMBER: _ClassVar[int]
     PERTURBATION_L0_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
     first_sample: int
     labels: _tensor_pb2.Tensor
     clean_probabilities: _tensor_pb2.Tensor
@@ -22,7 +23,8 @@ class EvasionRecords(_message.Message):
     perturbation_linf: _tensor_pb2.Tensor
     perturbation_l2: _tensor_pb2.Tensor
     perturbation_l0: _tensor_pb2.Tensor
-    def __init__(self, first_sample: _Optional[int] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., clean_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., adversarial_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_linf: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_l2: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_l0: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    targets: _tensor_pb2.Tensor
+    def __init__(self, first_sample: _Optional[int] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., clean_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., adversarial_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_linf: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_l2: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., perturbation_l0: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class PoisoningRecords(_message.Message):
     __slots__ = ("first_sample", "labels", "clean_probabilities", "triggered_probabilities")

@@ -27,29 +27,29 @@ from advex.v1 import evasion_pb2 as advex_dot_v1_dot_evasion__pb2
 from advex.v1 import report_pb2 as advex_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'advex/internal/v1/scoring_service.proto\x12\x11\x61\x64vex.internal.v1\x1a\x1f\x61\x64vex/internal/v1/records.proto\x1a\x16\x61\x64vex/v1/evasion.proto\x1a\x15\x61\x64vex/v1/report.proto\"a\n\x12ScoreEvasionHeader\x12%\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32\x14.advex.v1.AttackSpec\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\"Y\n\rScoredRecords\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\x05\x12\x32\n\x07records\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionRecords\"\x8b\x01\n\x13ScoreEvasionRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.advex.internal.v1.ScoreEvasionHeaderH\x00\x12\x33\n\x07records\x18\x02 \x01(\x0b\x32 .advex.internal.v1.ScoredRecordsH\x00\x42\x06\n\x04item\"?\n\x14ScoreEvasionResponse\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.advex.v1.EvasionReport\"\x9b\x01\n\x14ScorePoisoningHeader\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x16\n\x0esource_classes\x18\x03 \x03(\x03\x12\x14\n\x0ctarget_class\x18\x04 \x01(\x03\x12\x15\n\rpoison_counts\x18\x05 \x03(\x03\x12\x18\n\x10poison_fractions\x18\x06 \x03(\x01\"c\n\x16ScoredPoisoningRecords\x12\x13\n\x0bmodel_index\x18\x01 \x01(\x05\x12\x34\n\x07records\x18\x02 \x01(\x0b\x32#.advex.internal.v1.PoisoningRecords\"\x98\x01\n\x15ScorePoisoningRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.advex.internal.v1.ScorePoisoningHeaderH\x00\x12<\n\x07records\x18\x02 \x01(\x0b\x32).advex.internal.v1.ScoredPoisoningRecordsH\x00\x42\x06\n\x04item\"C\n\x16ScorePoisoningResponse\x12)\n\x06report\x18\x01 \x01(\x0b\x32\x19.advex.v1.PoisoningReport2\xdc\x01\n\x0eScoringService\x12\x61\n\x0cScoreEvasion\x12&.advex.internal.v1.ScoreEvasionRequest\x1a\'.advex.internal.v1.ScoreEvasionResponse(\x01\x12g\n\x0eScorePoisoning\x12(.advex.internal.v1.ScorePoisoningRequest\x1a).advex.internal.v1.ScorePoisoningResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'advex/internal/v1/scoring_service.proto\x12\x11\x61\x64vex.internal.v1\x1a\x1f\x61\x64vex/internal/v1/records.proto\x1a\x16\x61\x64vex/v1/evasion.proto\x1a\x15\x61\x64vex/v1/report.proto\"\x85\x01\n\x12ScoreEvasionHeader\x12%\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32\x14.advex.v1.AttackSpec\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\x12\x10\n\x08\x63lip_min\x18\x04 \x01(\x01\x12\x10\n\x08\x63lip_max\x18\x05 \x01(\x01\"Y\n\rScoredRecords\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\x05\x12\x32\n\x07records\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionRecords\"\x8b\x01\n\x13ScoreEvasionRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.advex.internal.v1.ScoreEvasionHeaderH\x00\x12\x33\n\x07records\x18\x02 \x01(\x0b\x32 .advex.internal.v1.ScoredRecordsH\x00\x42\x06\n\x04item\"?\n\x14ScoreEvasionResponse\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.advex.v1.EvasionReport\"\x9b\x01\n\x14ScorePoisoningHeader\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x16\n\x0esource_classes\x18\x03 \x03(\x03\x12\x14\n\x0ctarget_class\x18\x04 \x01(\x03\x12\x15\n\rpoison_counts\x18\x05 \x03(\x03\x12\x18\n\x10poison_fractions\x18\x06 \x03(\x01\"c\n\x16ScoredPoisoningRecords\x12\x13\n\x0bmodel_index\x18\x01 \x01(\x05\x12\x34\n\x07records\x18\x02 \x01(\x0b\x32#.advex.internal.v1.PoisoningRecords\"\x98\x01\n\x15ScorePoisoningRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.advex.internal.v1.ScorePoisoningHeaderH\x00\x12<\n\x07records\x18\x02 \x01(\x0b\x32).advex.internal.v1.ScoredPoisoningRecordsH\x00\x42\x06\n\x04item\"C\n\x16ScorePoisoningResponse\x12)\n\x06report\x18\x01 \x01(\x0b\x32\x19.advex.v1.PoisoningReport2\xdc\x01\n\x0eScoringService\x12\x61\n\x0cScoreEvasion\x12&.advex.internal.v1.ScoreEvasionRequest\x1a\'.advex.internal.v1.ScoreEvasionResponse(\x01\x12g\n\x0eScorePoisoning\x12(.advex.internal.v1.ScorePoisoningRequest\x1a).advex.internal.v1.ScorePoisoningResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'advex.internal.v1.scoring_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCOREEVASIONHEADER']._serialized_start=142
-  _globals['_SCOREEVASIONHEADER']._serialized_end=239
-  _globals['_SCOREDRECORDS']._serialized_start=241
-  _globals['_SCOREDRECORDS']._serialized_end=330
-  _globals['_SCOREEVASIONREQUEST']._serialized_start=333
-  _globals['_SCOREEVASIONREQUEST']._serialized_end=472
-  _globals['_SCOREEVASIONRESPONSE']._serialized_start=474
-  _globals['_SCOREEVASIONRESPONSE']._serialized_end=537
-  _globals['_SCOREPOISONINGHEADER']._serialized_start=540
-  _globals['_SCOREPOISONINGHEADER']._serialized_end=695
-  _globals['_SCOREDPOISONINGRECORDS']._serialized_start=697
-  _globals['_SCOREDPOISONINGRECORDS']._serialized_end=796
-  _globals['_SCOREPOISONINGREQUEST']._serialized_start=799
-  _globals['_SCOREPOISONINGREQUEST']._serialized_end=951
-  _globals['_SCOREPOISONINGRESPONSE']._serialized_start=953
-  _globals['_SCOREPOISONINGRESPONSE']._serialized_end=1020
-  _globals['_SCORINGSERVICE']._serialized_start=1023
-  _globals['_SCORINGSERVICE']._serialized_end=1243
+  _globals['_SCOREEVASIONHEADER']._serialized_start=143
+  _globals['_SCOREEVASIONHEADER']._serialized_end=276
+  _globals['_SCOREDRECORDS']._serialized_start=278
+  _globals['_SCOREDRECORDS']._serialized_end=367
+  _globals['_SCOREEVASIONREQUEST']._serialized_start=370
+  _globals['_SCOREEVASIONREQUEST']._serialized_end=509
+  _globals['_SCOREEVASIONRESPONSE']._serialized_start=511
+  _globals['_SCOREEVASIONRESPONSE']._serialized_end=574
+  _globals['_SCOREPOISONINGHEADER']._serialized_start=577
+  _globals['_SCOREPOISONINGHEADER']._serialized_end=732
+  _globals['_SCOREDPOISONINGRECORDS']._serialized_start=734
+  _globals['_SCOREDPOISONINGRECORDS']._serialized_end=833
+  _globals['_SCOREPOISONINGREQUEST']._serialized_start=836
+  _globals['_SCOREPOISONINGREQUEST']._serialized_end=988
+  _globals['_SCOREPOISONINGRESPONSE']._serialized_start=990
+  _globals['_SCOREPOISONINGRESPONSE']._serialized_end=1057
+  _globals['_SCORINGSERVICE']._serialized_start=1060
+  _globals['_SCORINGSERVICE']._serialized_end=1280
 # @@protoc_insertion_point(module_scope)

@@ -10,14 +10,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScoreEvasionHeader(_message.Message):
-    __slots__ = ("attacks", "samples", "num_classes")
+    __slots__ = ("attacks", "samples", "num_classes", "clip_min", "clip_max")
     ATTACKS_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    CLIP_MIN_FIELD_NUMBER: _ClassVar[int]
+    CLIP_MAX_FIELD_NUMBER: _ClassVar[int]
     attacks: _containers.RepeatedCompositeFieldContainer[_evasion_pb2.AttackSpec]
     samples: int
     num_classes: int
-    def __init__(self, attacks: _Optional[_Iterable[_Union[_evasion_pb2.AttackSpec, _Mapping]]] = ..., samples: _Optional[int] = ..., num_classes: _Optional[int] = ...) -> None: ...
+    clip_min: float
+    clip_max: float
+    def __init__(self, attacks: _Optional[_Iterable[_Union[_evasion_pb2.AttackSpec, _Mapping]]] = ..., samples: _Optional[int] = ..., num_classes: _Optional[int] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ...) -> None: ...
 
 class ScoredRecords(_message.Message):
     __slots__ = ("attack_index", "records")

@@ -21,22 +21,18 @@ Plain numpy (and the evasion engine for clean-label perturbations); no gRPC.
 
 from __future__ import annotations
 
-import os
-import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy_format
 
 from advex.attack import datasets, engine
 from advex.attack.datasets import Dataset
 from advex.attack.models import LoadedModel
 from advex.attack.training import probabilities
 from advex.attack.triggers import Trigger
-from advex.core import poison_specs
+from advex.core import npz_writer, poison_specs
 from advex.core.attack_specs import ResolvedAttack
 from advex.core.errors import InvalidArgument
 from advex.core.poison_specs import ResolvedPoisoning
@@ -259,35 +255,20 @@ def measure(
 
 # A fixed timestamp makes the archive the same bytes for the same data
 # (numpy.savez stamps each member with the current time).
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def write_npz(path: str | Path, data: PoisonedData, class_names=None) -> Path:
     """Writes the documented dataset format (x, y, optionally class_names)
-    plus original_y and poisoned, as numpy.savez would but byte-for-byte
-    the same for the same data; written to a temporary name, then renamed."""
-    path = Path(path)
+    plus original_y and poisoned, byte-for-byte the same for the same data."""
     arrays = {
-        "x": np.ascontiguousarray(data.x, dtype=np.float32),
-        "y": np.ascontiguousarray(data.y, dtype=np.int64),
-        "original_y": np.ascontiguousarray(data.original_y, dtype=np.int64),
-        "poisoned": np.ascontiguousarray(data.poisoned, dtype=bool),
+        "x": np.asarray(data.x, dtype=np.float32),
+        "y": np.asarray(data.y, dtype=np.int64),
+        "original_y": np.asarray(data.original_y, dtype=np.int64),
+        "poisoned": np.asarray(data.poisoned, dtype=bool),
     }
     if class_names is not None:
         arrays["class_names"] = np.array(list(class_names), dtype=np.str_)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, array in arrays.items():
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
-                info.compress_type = zipfile.ZIP_STORED
-                info.external_attr = 0o644 << 16
-                with archive.open(info, "w", force_zip64=True) as member:
-                    npy_format.write_array(member, array, allow_pickle=False)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return npz_writer.write_npz(path, arrays)
 
 
 def _shape(shape: tuple[int, ...]) -> str:

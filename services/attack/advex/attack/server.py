@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from advex.attack import datasets, engine, fetch, models, poisoning, training, triggers
+from advex.attack import datasets, engine, models, poisoning, training, triggers
 from advex.attack.config import AttackConfig
-from advex.core import attack_specs, poison_specs, tensors
+from advex.core import attack_specs, fetch, poison_specs, tensors
 from advex.core.errors import FailedPrecondition, InvalidArgument
 from advex.core.presigned import file_digest, put_file
 from advex.core.serving import Registration, RunningServer, run_service, start_server
@@ -256,11 +256,12 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         model = self._model(request.model)
         dataset = self._dataset(request.dataset)
         datasets.check_compatible(model.summary, dataset, request.clip_min, request.clip_max)
+        attack_specs.check_for_model(attack, model.summary.num_classes)
         start, stop = datasets.resolve_range(dataset, request.start, request.stop)
         log.info("evasion %s on samples [%d, %d), batch %d", attack.label, start, stop, batch_size)
 
-        # labels int64 + two probability rows + three float32 norms.
-        row_bytes = 8 + 2 * 4 * model.summary.num_classes + 3 * 4
+        # labels and targets int64 + two probability rows + three float32 norms.
+        row_bytes = 2 * 8 + 2 * 4 * model.summary.num_classes + 3 * 4
         rows = tensors.rows_per_message(row_bytes, max_bytes)
         batches = engine.run_evasion(
             model,
@@ -359,6 +360,7 @@ def _records(batch: engine.EvasionBatch, lo: int, hi: int) -> records_pb2.Evasio
         perturbation_linf=tensors.to_proto(batch.linf[lo:hi]),
         perturbation_l2=tensors.to_proto(batch.l2[lo:hi]),
         perturbation_l0=tensors.to_proto(batch.l0[lo:hi]),
+        targets=None if batch.targets is None else tensors.to_proto(batch.targets[lo:hi]),
     )
 
 

@@ -90,9 +90,14 @@ def upload(
     return gateway.artifacts.CompleteUpload(artifact_pb2.CompleteUploadRequest(name=created.artifact.name)).artifact
 
 
-_ATTACK_KEYS = {
-    "eps": float, "norm": str, "steps": int, "step_size": float, "random_init": None, "restarts": int, "decay": float,
-}
+def _attack_key_types() -> dict[str, type]:
+    """Every --attack key and its type, from the catalogue."""
+    from advex.core.attack_specs import ATTACKS
+
+    types: dict[str, type] = {"eps": float, "norm": str, "target": str}
+    for entry in ATTACKS.values():
+        types.update((p.key, p.kind) for p in entry.params)
+    return types
 
 
 def parse_budgets(text: str) -> list[float]:
@@ -120,24 +125,40 @@ def parse_budgets(text: str) -> list[float]:
 
 def parse_attack(text: str, budgets: list[float]) -> list[evasion_pb2.AttackSpec]:
     """'pgd:eps=0.1,steps=40,norm=inf' -> AttackSpecs; without eps, one spec
-    per value of --eps. The gateway checks the values themselves."""
+    per value of --eps (an attack without a budget, cw, runs once,
+    unbounded). The gateway checks the values themselves."""
+    from advex.core.attack_specs import ATTACKS
+
     name, values = _key_values(text, "--attack")
     fields: dict = {"attack": name}
+    types = _attack_key_types()
     for key, value in values.items():
-        if key not in _ATTACK_KEYS:
-            raise CliError(f"--attack {text}: '{key}={value}' is not key=value with key one of {', '.join(_ATTACK_KEYS)}")
-        if key == "random_init":
+        if key not in types:
+            raise CliError(f"--attack {text}: '{key}={value}' is not key=value with key one of {', '.join(types)}")
+        if types[key] is bool:
             fields[key] = value.lower() in ("1", "true", "yes", "on")
             continue
         try:
-            fields[key] = _ATTACK_KEYS[key](value)
+            fields[key] = types[key](value)
         except ValueError:
-            raise CliError(f"--attack {text}: {key}={value} is not a valid {_ATTACK_KEYS[key].__name__}") from None
-    if "eps" in fields:
+            raise CliError(f"--attack {text}: {key}={value} is not a valid {types[key].__name__}") from None
+    entry = ATTACKS.get(name.strip().lower())
+    if "eps" in fields or (entry is not None and entry.budget == "optional"):
         return [evasion_pb2.AttackSpec(**fields)]
     if not budgets:
         raise CliError(f"--attack {text}: give eps=... or one or more --eps values")
     return [evasion_pb2.AttackSpec(**fields, eps=eps) for eps in budgets]
+
+
+def parse_suite(name: str, budgets: list[float], norm: str) -> list[evasion_pb2.AttackSpec]:
+    """--suite NAME: its attacks at every --eps budget."""
+    from advex.core.attack_specs import SUITES
+
+    if name not in SUITES:
+        raise CliError(f"--suite {name}: unknown suite; suites: {', '.join(SUITES)}")
+    if not budgets:
+        raise CliError(f"--suite {name}: give the budgets with --eps (e.g. --eps 0.05 --eps 0.1, or 0.01:0.3:10)")
+    return SUITES[name].expand(budgets, norm)
 
 
 def _key_values(text: str, flag: str) -> tuple[str, dict[str, str]]:

@@ -17,6 +17,7 @@ from advex.cli.client import (
     Gateway,
     parse_attack,
     parse_budgets,
+    parse_suite,
     parse_classes,
     parse_counts,
     parse_trigger,
@@ -24,8 +25,9 @@ from advex.cli.client import (
     upload,
     watch,
 )
-from advex.core import poison_specs
-from advex.core.attack_specs import ATTACKS
+from advex.core import fetch, poison_specs
+from advex.core.attack_specs import ATTACKS, SUITES
+from advex.core.errors import AdvexError
 from advex.v1 import artifact_pb2, evasion_pb2, evaluation_pb2, poisoning_pb2
 
 DEMO_BUDGETS = [0.05, 0.1, 0.2, 0.3]
@@ -82,10 +84,17 @@ def cmd_upload(gateway: Gateway, args) -> int:
 
 
 def cmd_evaluate(gateway: Gateway, args) -> int:
+    if not args.attack and not args.suite:
+        raise CliError("give --attack NAME[:key=value,...] (repeatable), --suite standard, or both")
     attacks = [spec for text in args.attack for spec in parse_attack(text, args.eps)]
+    if args.suite:
+        attacks += parse_suite(args.suite, args.eps, args.suite_norm)
     request = evaluation_pb2.CreateEvaluationRequest(
         model=args.model,
-        evasion=evasion_pb2.EvasionSpec(dataset=args.dataset, attacks=attacks, max_samples=args.max_samples),
+        evasion=evasion_pb2.EvasionSpec(
+            dataset=args.dataset, attacks=attacks, max_samples=args.max_samples,
+            keep_adversarial=args.keep_adversarial,
+        ),
         clip_min=args.clip_min,
         clip_max=args.clip_max,
         display_name=args.name or "",
@@ -144,6 +153,22 @@ def cmd_poisoned_data(gateway: Gateway, args) -> int:
         render.print_json({"path": args.out, "samples": samples, "poisoned": poisoned})
     else:
         print(f"wrote {args.out}: {samples} training images, {poisoned} poisoned (arrays x, y, original_y, poisoned)")
+    return 0
+
+
+def cmd_download(gateway: Gateway, args) -> int:
+    """Any READY artifact (a kept adversarial set, a poisoned model, ...) to a file, verified."""
+    url = gateway.artifacts.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=args.artifact))
+    try:
+        path = fetch.fetch_to(
+            fetch.Location(url.url, url.sha256, url.size_bytes), args.out, what=args.artifact, max_bytes=1 << 62
+        )
+    except AdvexError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        render.print_json({"path": str(path), "size_bytes": url.size_bytes, "sha256": url.sha256})
+    else:
+        print(f"wrote {path}: {url.size_bytes} bytes, SHA-256 {url.sha256} (verified)")
     return 0
 
 
@@ -296,16 +321,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--attack",
         action="append",
-        required=True,
-        help="NAME[:key=value,...], e.g. fgsm:eps=0.1 or pgd:eps=0.1,steps=40,norm=inf; "
-        "attacks: " + "; ".join(
-            f"{a.name} ({a.description}; keys: {', '.join(('eps', 'norm') + a.keys)})" for a in ATTACKS.values()
+        default=[],
+        help="NAME[:key=value,...], e.g. fgsm:eps=0.1 or pgd:eps=0.1,steps=40,norm=inf; any attack takes "
+        "target=K|random|least_likely|most_likely to make it targeted; attacks: " + "; ".join(
+            f"{a.name} ({a.description}; keys: "
+            + ", ".join(("eps" if a.budget == "required" else "eps (optional)", "norm")
+                        + tuple(f"{p.key}={p.shown_default()}" for p in a.params))
+            + ")"
+            for a in ATTACKS.values()
         ),
     )
     p.add_argument(
         "--eps", type=parse_budgets, action="extend", default=[],
-        help="budgets for attacks given without eps: a value (repeatable), or a range START:STOP:COUNT "
-        "of COUNT evenly spaced values, e.g. 0.01:0.3:10",
+        help="budgets for attacks given without eps and for --suite: a value (repeatable), or a range "
+        "START:STOP:COUNT of COUNT evenly spaced values, e.g. 0.01:0.3:10",
+    )
+    p.add_argument(
+        "--suite", choices=list(SUITES),
+        help="; ".join(f"{s.name}: {s.description}" for s in SUITES.values()),
+    )
+    p.add_argument("--suite-norm", default="inf", choices=["inf", "2"], help="the norm of the suite's budgets")
+    p.add_argument(
+        "--keep-adversarial", action="store_true",
+        help="store each attack's adversarial examples as a dataset artifact, listed in the report",
     )
     p.add_argument("--max-samples", type=int, default=0, help="evaluate only the first N samples")
     p.set_defaults(func=cmd_evaluate)
@@ -350,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, required=True, help="one of the evaluation's poison counts")
     p.add_argument("--out", required=True, help="the .npz to write (x, y, original_y, poisoned)")
     p.set_defaults(func=cmd_poisoned_data)
+
+    p = sub.add_parser("download", parents=[common], help="download an artifact (e.g. kept adversarial examples)")
+    p.add_argument("artifact", help="artifacts/<id>")
+    p.add_argument("-o", "--out", required=True, help="the file to write")
+    p.set_defaults(func=cmd_download)
 
     for name, func, text in (
         ("watch", cmd_watch, "follow an evaluation to its end, then print its report"),

@@ -136,19 +136,23 @@ def _evasion_lines(e, report) -> list[str]:
         f"clean accuracy {e.clean_accuracy:.4f}    mean confidence {e.mean_confidence_clean:.4f}",
         "",
     ]
-    header = ("attack", "norm", "eps", "adv_acc", "ASR", "conf_clean", "conf_adv", "robust", "Linf_mean", "L2_mean")
+    header = (
+        "attack", "norm", "eps", "target", "adv_acc", "ASR", "conf_clean", "conf_adv", "robust", "Linf_mean",
+        "L2_median",
+    )
     rows = [
         (
             a.attack,
             a.norm,
-            f"{a.eps:g}",
+            "none" if a.unbounded else f"{a.eps:g}",
+            a.target or "-",
             f"{a.adversarial_accuracy:.4f}",
             f"{a.attack_success_rate:.4f}",
             f"{a.mean_confidence_clean:.4f}",
             f"{a.mean_confidence_adversarial:.4f}",
             f"{a.robustness_score:.4f}",
             f"{a.perturbation_linf_mean:.4f}",
-            f"{a.perturbation_l2_mean:.4f}",
+            f"{a.perturbation_l2_median:.4f}",
         )
         for a in e.attacks
     ]
@@ -158,11 +162,20 @@ def _evasion_lines(e, report) -> list[str]:
     for w in e.worst_case:
         lines.append(f"  L{w.norm} eps={w.eps:g}: accuracy {w.accuracy:.4f}  ({', '.join(w.attacks)})")
     for curve in e.curves:
+        name = f"{curve.attack} L{curve.norm}" + (f" target={curve.target}" if curve.target else "")
         if curve.HasField("eps_at_half_clean_accuracy"):
-            lines.append(
-                f"{curve.attack} L{curve.norm}: accuracy falls below half of clean at eps={curve.eps_at_half_clean_accuracy:g}"
-            )
+            lines.append(f"{name}: accuracy falls below half of clean at eps={curve.eps_at_half_clean_accuracy:g}")
         else:
-            lines.append(f"{curve.attack} L{curve.norm}: accuracy stays above half of clean at every evaluated eps")
+            lines.append(f"{name}: accuracy stays above half of clean at every evaluated eps")
     lines.append(f"robustness score {e.robustness_score:.4f}  (mean worst-case accuracy / clean accuracy)")
+    kept = [a for a in e.attacks if a.adversarial_dataset.name]
+    if kept:
+        lines.append("")
+        lines.append("adversarial examples kept (download with: advex download NAME -o FILE):")
+        lines += [f"  {a.spec.attack} L{a.norm} {'unbounded' if a.unbounded else f'eps={a.eps:g}'}"
+                  f"{f' target={a.target}' if a.target else ''}: {a.adversarial_dataset.name}" for a in kept]
+    if e.warnings:
+        lines.append("")
+        lines.append("WARNINGS: evidence of gradient masking (the robustness above may be overstated):")
+        lines += [f"  [{w.check}] {w.message}" for w in e.warnings]
     return lines

@@ -3,13 +3,19 @@ runs (attack -> scoring).
 
 Running: re-check compatibility on the attack service, then for each attack
 stream RunEvasion's per-sample records straight into one ScoreEvasion
-stream. Nothing per-sample is kept here; the records pass through.
+stream. Nothing per-sample is kept here; the records pass through. With
+keep_adversarial, the adversarial images stream by too and are written to
+one dataset artifact per attack (adversarial_sets.py).
 """
 
 from __future__ import annotations
 
-from advex.core.attack_specs import resolve
+import tempfile
+from pathlib import Path
+
+from advex.core.attack_specs import check_for_model, resolve
 from advex.core.errors import InvalidArgument
+from advex.gateway.adversarial_sets import AdversarialSet
 from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, Work, artifact_ref, evaluation_seed
 from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, evasion_pb2, report_pb2
@@ -32,9 +38,15 @@ def validate(
     checks.require_artifact(model, "model", artifact_pb2.ARTIFACT_KIND_MODEL)
     checks.require_artifact(spec.dataset, "evasion.dataset", artifact_pb2.ARTIFACT_KIND_DATASET)
     info = checks.compatibility(model, spec.dataset, clip_min, clip_max)
+    for i, r in enumerate(resolved):
+        check_for_model(r, info.model.num_classes, where=f"evasion.attacks[{i}]")
     samples = info.dataset.samples if spec.max_samples == 0 else min(spec.max_samples, info.dataset.samples)
     stored = evasion_pb2.EvasionSpec(
-        dataset=spec.dataset, attacks=[r.to_proto() for r in resolved], max_samples=spec.max_samples, samples=samples
+        dataset=spec.dataset,
+        attacks=[r.to_proto() for r in resolved],
+        max_samples=spec.max_samples,
+        samples=samples,
+        keep_adversarial=spec.keep_adversarial,
     )
     return stored, samples * sum(r.cost for r in resolved)
 
@@ -56,36 +68,80 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
     resolved = [resolve(s) for s in specs]
     header = scoring_service_pb2.ScoreEvasionRequest(
         header=scoring_service_pb2.ScoreEvasionHeader(
-            attacks=specs, samples=spec.samples, num_classes=info.model.num_classes
+            attacks=specs,
+            samples=spec.samples,
+            num_classes=info.model.num_classes,
+            clip_min=row.clip_min,
+            clip_max=row.clip_max,
         )
     )
-    with work.request_stream(work.downstream.scoring.ScoreEvasion.future, header) as scores:
-        for index, (attack_spec, attack_resolved) in enumerate(zip(specs, resolved)):
-            work.stage(f"{attack_resolved.label} ({index + 1}/{len(specs)})")
-            call = work.track(
-                attack.RunEvasion(
-                    attack_service_pb2.RunEvasionRequest(
-                        model=model,
-                        dataset=dataset,
-                        attack=attack_spec,
-                        clip_min=row.clip_min,
-                        clip_max=row.clip_max,
-                        start=0,
-                        stop=spec.samples,
-                        seed=evaluation_seed(row.id),
+    kept: list[report_pb2.ArtifactRef] = []
+    with tempfile.TemporaryDirectory(prefix="advex-adversarial-") as scratch:
+        with work.request_stream(work.downstream.scoring.ScoreEvasion.future, header) as scores:
+            for index, (attack_spec, attack_resolved) in enumerate(zip(specs, resolved)):
+                work.stage(f"{attack_resolved.label} ({index + 1}/{len(specs)})")
+                kept_set = None
+                if spec.keep_adversarial:
+                    kept_set = AdversarialSet(
+                        Path(scratch) / f"adversarial-{index}.npz",
+                        spec.samples,
+                        tuple(info.dataset.image_shape),
+                        attack_resolved.targeted,
                     )
-                )
-            )
-            for response in call:
-                if not response.HasField("records"):
-                    continue
-                scores.put(
-                    scoring_service_pb2.ScoreEvasionRequest(
-                        records=scoring_service_pb2.ScoredRecords(attack_index=index, records=response.records)
-                    )
-                )
-                rows = response.records.labels.shape[0] if response.records.labels.shape else 0
-                work.add_progress(rows * attack_resolved.cost)
-        work.stage("scoring")
-        metrics = scores.result().report
+                try:
+                    _run_attack(work, spec, index, attack_spec, attack_resolved, model, dataset, scores, kept_set)
+                    if kept_set is not None:
+                        work.stage(f"storing the adversarial examples of {attack_resolved.label}")
+                        path = kept_set.finish()
+                        artifact = work.store_file(
+                            path,
+                            artifact_pb2.ARTIFACT_KIND_DATASET,
+                            f"adversarial examples, {attack_resolved.label}, evaluations/{row.id}",
+                        )
+                        path.unlink()
+                        kept.append(artifact_ref(artifact))
+                except BaseException:
+                    if kept_set is not None:
+                        kept_set.abandon()
+                    raise
+            work.stage("scoring")
+            metrics = scores.result().report
+    for result, ref in zip(metrics.attacks, kept):
+        result.adversarial_dataset.CopyFrom(ref)
     return report_pb2.Report(model=artifact_ref(model_artifact), dataset=artifact_ref(dataset_artifact), evasion=metrics)
+
+
+def _run_attack(work: Work, spec, index, attack_spec, attack_resolved, model, dataset, scores, kept_set) -> None:
+    """One RunEvasion call: its records into the scoring stream, its images
+    (when kept) into the attack's adversarial set."""
+    call = work.track(
+        work.downstream.attack.RunEvasion(
+            attack_service_pb2.RunEvasionRequest(
+                model=model,
+                dataset=dataset,
+                attack=attack_spec,
+                clip_min=work.row.clip_min,
+                clip_max=work.row.clip_max,
+                start=0,
+                stop=spec.samples,
+                seed=evaluation_seed(work.row.id),
+                include_adversarial_images=kept_set is not None,
+            )
+        )
+    )
+    for response in call:
+        if response.HasField("adversarial_images"):
+            if kept_set is not None:
+                kept_set.add_images(response.adversarial_images)
+            continue
+        if not response.HasField("records"):
+            continue
+        scores.put(
+            scoring_service_pb2.ScoreEvasionRequest(
+                records=scoring_service_pb2.ScoredRecords(attack_index=index, records=response.records)
+            )
+        )
+        if kept_set is not None:
+            kept_set.add_records(response.records)
+        rows = response.records.labels.shape[0] if response.records.labels.shape else 0
+        work.add_progress(rows * attack_resolved.cost)

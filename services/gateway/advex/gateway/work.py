@@ -11,9 +11,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
+from advex.core.presigned import file_digest, put_file
 from advex.core.serving import open_channel
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
@@ -211,6 +213,22 @@ class Work:
     def unary(self, method, request, timeout: float):
         """A tracked unary call to `method` (a stub's method)."""
         return self.track(method.future(request, timeout=timeout)).result()
+
+    def store_file(self, path: Path, kind: int, display_name: str) -> artifact_pb2.Artifact:
+        """Stores a file the gateway made as an artifact, through storage's
+        ordinary upload: verified by CompleteUpload before it is READY."""
+        storage = self.downstream.storage
+        size, sha256 = file_digest(path)
+        created = self.unary(
+            storage.CreateUpload,
+            artifact_pb2.CreateUploadRequest(kind=kind, display_name=display_name, size_bytes=size, sha256=sha256),
+            STORAGE_TIMEOUT_S,
+        )
+        self.check_stopped()
+        put_file(path, created.upload_url, created.upload_method, created.upload_headers)
+        return self.unary(
+            storage.CompleteUpload, artifact_pb2.CompleteUploadRequest(name=created.artifact.name), COMPATIBILITY_TIMEOUT_S
+        ).artifact
 
 
 def artifact_ref(artifact: artifact_pb2.Artifact) -> report_pb2.ArtifactRef:

@@ -41,13 +41,13 @@ def label_store(samples: int, num_classes: int) -> np.ndarray:
     return np.full(samples, -1, dtype=label_type)
 
 
-def labels(where: str, values) -> np.ndarray:
-    """Labels of shape (n,) and an integer type."""
+def labels(where: str, values, field: str = "labels") -> np.ndarray:
+    """Labels (or targets) of shape (n,) and an integer type."""
     values = np.asarray(values)
     if values.ndim != 1:
-        raise InvalidArgument(f"{where}: labels must have shape (n,), got {values.shape}")
+        raise InvalidArgument(f"{where}: {field} must have shape (n,), got {values.shape}")
     if values.dtype.kind not in "iu":
-        raise InvalidArgument(f"{where}: labels must be integers (int64), got {values.dtype}")
+        raise InvalidArgument(f"{where}: {field} must be integers (int64), got {values.dtype}")
     return values
 
 
@@ -82,11 +82,11 @@ def sample_range(where: str, first: int, n: int, samples: int) -> None:
         )
 
 
-def label_range(where: str, values: np.ndarray, num_classes: int) -> None:
+def label_range(where: str, values: np.ndarray, num_classes: int, field: str = "labels") -> None:
     if values.size and (values.min() < 0 or values.max() >= num_classes):
         bad = values[(values < 0) | (values >= num_classes)][0]
         raise InvalidArgument(
-            f"{where}: label {int(bad)} is outside 0..{num_classes - 1} (num_classes = {num_classes})"
+            f"{where}: {field[:-1]} {int(bad)} is outside 0..{num_classes - 1} (num_classes = {num_classes})"
         )
 
 

@@ -18,10 +18,13 @@ adversarial probabilities q (argmax ties go to the lowest class index):
   predictions feed its attack_success_rate. Both agree unless the model is
   nondeterministic. Labels must agree across attacks (InvalidArgument if not).
 - adversarial_accuracy = mean[argmax q = y].
-- clean_correct_samples = #[argmax p = y];
-  successful_samples = #[argmax p = y and argmax q != y].
-- attack_success_rate = successful_samples / clean_correct_samples; 0 when
-  no sample is clean-correct (clean_correct_samples = 0 tells the reader).
+- clean_correct_samples = #[argmax p = y].
+- Untargeted: attacked_samples = clean_correct_samples; successful_samples =
+  #[argmax p = y and argmax q != y]. Targeted (per-sample target t):
+  attacked_samples = #[argmax p = y and y != t]; successful_samples = #[argmax
+  p = y and y != t and argmax q = t].
+- attack_success_rate = successful_samples / attacked_samples; 0 when no
+  sample is attacked (attacked_samples = 0 tells the reader).
 - mean_confidence_clean = mean max(p); mean_confidence_adversarial = mean
   max(q); mean_true_class_probability_clean = mean p[y];
   mean_true_class_probability_adversarial = mean q[y]. All over N samples.
@@ -33,19 +36,23 @@ adversarial probabilities q (argmax ties go to the lowest class index):
   clean_accuracy), with the report-level clean_accuracy; 0 when
   clean_accuracy = 0. Clipped because an attack can, rarely, fix samples
   the model got wrong.
+- An attack without a budget (cw without eps) is in no worst_case group and
+  on no curve: it has no eps to be compared at.
 - worst_case, per budget = per (norm, eps) group of attacks: the fraction of
   samples that are right (argmax q = y) under EVERY attack of the group
   (AutoAttack-style). `attacks` names the group's attacks in header order,
   each name once. Sorted by norm ("2" before "inf"), then eps.
 - report robustness_score = mean over budgets of min(1, worst_case accuracy
   / clean_accuracy); 0 when clean_accuracy = 0.
-- curves: one per (attack name, norm), in header order of first appearance:
+- curves: one per (attack name, norm, target mode), in header order of first
+  appearance:
   points (eps, adversarial_accuracy) sorted by eps. When several attacks of
   the same name and norm share an eps (e.g. PGD with different step counts),
   the point takes the lowest adversarial accuracy: the strongest evaluated
   attack at that budget. eps_at_half_clean_accuracy = the smallest
   evaluated eps whose adversarial accuracy < clean_accuracy / 2 (strictly);
   None when no evaluated eps gets there.
+- warnings: the gradient-masking checks of masking.py.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ import numpy as np
 
 from advex.core.attack_specs import ResolvedAttack
 from advex.core.errors import InvalidArgument
-from advex.scoring import checks
+from advex.scoring import checks, masking
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,8 @@ class RecordBatch:
     perturbation_linf: np.ndarray  # (n,)
     perturbation_l2: np.ndarray  # (n,)
     perturbation_l0: np.ndarray  # (n,)
+    # integer (n,): per-sample targets of a targeted attack; None otherwise.
+    targets: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class AttackMetrics:
     samples: int
     clean_correct_samples: int
     adversarial_correct_samples: int
+    attacked_samples: int
     successful_samples: int
     # This attack's own clean accuracy; the report's is the first attack's.
     clean_accuracy: float
@@ -117,6 +127,7 @@ class WorstCaseMetrics:
 class CurveMetrics:
     attack: str
     norm: str
+    target: str  # "" when untargeted
     points: tuple[tuple[float, float], ...]  # (eps, adversarial_accuracy), eps ascending
     eps_at_half_clean_accuracy: float | None
 
@@ -132,6 +143,7 @@ class EvasionMetrics:
     worst_case: tuple[WorstCaseMetrics, ...]  # by norm, then eps
     robustness_score: float
     curves: tuple[CurveMetrics, ...]
+    warnings: tuple[masking.MaskingWarning, ...] = ()
 
 
 class _AttackState:
@@ -144,6 +156,7 @@ class _AttackState:
         self.received = 0
         self.clean_correct = 0
         self.adversarial_correct = 0
+        self.attacked = 0
         self.successful = 0
         self.confidence_clean = 0.0
         self.confidence_adversarial = 0.0
@@ -171,6 +184,7 @@ class EvasionAccumulator:
         num_classes: int,
         max_samples: int | None = None,
         max_attacks: int | None = None,
+        clip_range: tuple[float, float] | None = None,
     ) -> None:
         if not specs:
             raise InvalidArgument("the header lists no attacks; give at least one AttackSpec")
@@ -189,6 +203,7 @@ class EvasionAccumulator:
                     )
         self.samples = samples
         self.num_classes = num_classes
+        self.clip_range = clip_range
         self._attacks = [_AttackState(i, spec, self.samples) for i, spec in enumerate(specs)]
         # Labels as first delivered by any attack.
         self._labels = checks.label_store(self.samples, self.num_classes)
@@ -201,7 +216,7 @@ class EvasionAccumulator:
                 f"{len(self._attacks)} attack(s), indices 0..{len(self._attacks) - 1}"
             )
         state = self._attacks[attack_index]
-        labels, p, q, norms = self._checked(state, batch)
+        labels, p, q, norms, targets = self._checked(state, batch)
         n = len(labels)
         if n == 0:
             return
@@ -215,13 +230,19 @@ class EvasionAccumulator:
         adv_pred = q.argmax(axis=1)
         clean_right = clean_pred == labels
         adv_right = adv_pred == labels
-        success = clean_right & ~adv_right
+        if targets is None:
+            attacked = clean_right
+            success = attacked & ~adv_right
+        else:
+            attacked = clean_right & (labels != targets)
+            success = attacked & (adv_pred == targets)
 
         self._labels[lo:hi] = labels
         state.outcome[lo:hi] = np.where(adv_right, _RIGHT, _WRONG)
         state.received += n
         state.clean_correct += int(clean_right.sum())
         state.adversarial_correct += int(adv_right.sum())
+        state.attacked += int(attacked.sum())
         state.successful += int(success.sum())
         # float64 sums: float32 would drift over millions of samples.
         state.confidence_clean += float(p[rows, clean_pred].sum(dtype=np.float64))
@@ -258,7 +279,18 @@ class EvasionAccumulator:
 
         checks.sample_range(where, int(batch.first_sample), n, self.samples)
         checks.label_range(where, labels, self.num_classes)
-        return labels.astype(np.int64, copy=False), p, q, norms
+        targets = None
+        if state.spec.targeted:
+            if batch.targets is None:
+                raise InvalidArgument(f"{where}: a targeted attack's records must carry targets")
+            targets = checks.labels(where, batch.targets, field="targets")
+            if targets.shape != (n,):
+                raise InvalidArgument(f"{where}: targets must have shape ({n},) to match {n} labels, got {targets.shape}")
+            checks.label_range(where, targets, self.num_classes, field="targets")
+            targets = targets.astype(np.int64, copy=False)
+        elif batch.targets is not None:
+            raise InvalidArgument(f"{where}: an untargeted attack's records must not carry targets")
+        return labels.astype(np.int64, copy=False), p, q, norms, targets
 
     def finish(self) -> EvasionMetrics:
         """The metrics; InvalidArgument if any attack is missing samples."""
@@ -276,7 +308,10 @@ class EvasionAccumulator:
 
         attacks = tuple(self._attack_metrics(s, clean_accuracy) for s in self._attacks)
         worst_case = self._worst_case(clean_accuracy)
-        robustness = float(np.mean([w.robustness_score for w in worst_case]))
+        # With only unbounded attacks there is no budget to score.
+        robustness = float(np.mean([w.robustness_score for w in worst_case])) if worst_case else 0.0
+        curves = _curves(attacks, clean_accuracy)
+        largest_class_share = float(np.bincount(self._labels, minlength=self.num_classes).max()) / n
         return EvasionMetrics(
             samples=n,
             num_classes=self.num_classes,
@@ -286,7 +321,8 @@ class EvasionAccumulator:
             attacks=attacks,
             worst_case=worst_case,
             robustness_score=robustness,
-            curves=_curves(attacks, clean_accuracy),
+            curves=curves,
+            warnings=masking.check(attacks, worst_case, curves, n, largest_class_share, self.clip_range),
         )
 
     def _attack_metrics(self, state: _AttackState, clean_accuracy: float) -> AttackMetrics:
@@ -302,10 +338,11 @@ class EvasionAccumulator:
             samples=n,
             clean_correct_samples=state.clean_correct,
             adversarial_correct_samples=state.adversarial_correct,
+            attacked_samples=state.attacked,
             successful_samples=state.successful,
             clean_accuracy=state.clean_correct / n,
             adversarial_accuracy=adversarial_accuracy,
-            attack_success_rate=state.successful / state.clean_correct if state.clean_correct else 0.0,
+            attack_success_rate=state.successful / state.attacked if state.attacked else 0.0,
             mean_confidence_clean=state.confidence_clean / n,
             mean_confidence_adversarial=state.confidence_adversarial / n,
             mean_true_class_probability_clean=state.true_class_clean / n,
@@ -317,7 +354,8 @@ class EvasionAccumulator:
     def _worst_case(self, clean_accuracy: float) -> tuple[WorstCaseMetrics, ...]:
         groups: dict[tuple[str, float], list[_AttackState]] = {}
         for state in self._attacks:
-            groups.setdefault((state.spec.norm, state.spec.eps), []).append(state)
+            if state.spec.bounded:
+                groups.setdefault((state.spec.norm, state.spec.eps), []).append(state)
         result = []
         for (norm, eps), members in sorted(groups.items()):
             right = np.ones(self.samples, dtype=bool)
@@ -334,14 +372,16 @@ def _score(accuracy: float, clean_accuracy: float) -> float:
 
 
 def _curves(attacks: Sequence[AttackMetrics], clean_accuracy: float) -> tuple[CurveMetrics, ...]:
-    by_curve: dict[tuple[str, str], dict[float, float]] = {}
+    by_curve: dict[tuple[str, str, str], dict[float, float]] = {}
     for a in attacks:
-        points = by_curve.setdefault((a.spec.attack, a.spec.norm), {})
+        if not a.spec.bounded:
+            continue
+        points = by_curve.setdefault((a.spec.attack, a.spec.norm, a.spec.target), {})
         eps = a.spec.eps
         points[eps] = min(points.get(eps, 1.0), a.adversarial_accuracy)
     curves = []
-    for (attack, norm), points in by_curve.items():
+    for (attack, norm, target), points in by_curve.items():
         ordered = tuple(sorted(points.items()))
         half = next((eps for eps, acc in ordered if acc < clean_accuracy / 2), None)
-        curves.append(CurveMetrics(attack, norm, ordered, half))
+        curves.append(CurveMetrics(attack, norm, target, ordered, half))
     return tuple(curves)

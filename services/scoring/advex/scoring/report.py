@@ -29,6 +29,7 @@ _ATTACK_FIELDS = (
     "perturbation_l0_mean",
     "perturbation_l0_median",
     "clean_correct_samples",
+    "attacked_samples",
     "successful_samples",
 )
 
@@ -60,6 +61,7 @@ def evasion_report(metrics: EvasionMetrics) -> report_pb2.EvasionReport:
         worst_case=[worst_case(w) for w in metrics.worst_case],
         robustness_score=metrics.robustness_score,
         curves=[curve(c) for c in metrics.curves],
+        warnings=[report_pb2.EvaluationWarning(check=w.check, message=w.message) for w in metrics.warnings],
     )
 
 
@@ -67,7 +69,9 @@ def attack_result(a: AttackMetrics) -> report_pb2.AttackResult:
     return report_pb2.AttackResult(
         attack=a.spec.attack,
         norm=a.spec.norm,
-        eps=a.spec.eps,
+        eps=a.spec.eps or 0.0,
+        unbounded=not a.spec.bounded,
+        target=a.spec.target,
         steps=a.spec.steps,
         step_size=a.spec.step_size,
         spec=a.spec.to_proto(),
@@ -83,6 +87,7 @@ def curve(c: CurveMetrics) -> report_pb2.RobustnessCurve:
     message = report_pb2.RobustnessCurve(
         attack=c.attack,
         norm=c.norm,
+        target=c.target,
         points=[report_pb2.CurvePoint(eps=eps, adversarial_accuracy=acc) for eps, acc in c.points],
     )
     if c.eps_at_half_clean_accuracy is not None:

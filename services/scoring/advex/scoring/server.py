@@ -45,9 +45,11 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
         started = time.monotonic()
         header = read_header(request_iterator, "ScoreEvasion", _EVASION_HEADER)
         specs = [attack_specs.resolve(spec, where=f"attack {i}") for i, spec in enumerate(header.attacks)]
+        # A header without a clip range (0, 0) skips the check that needs it.
+        clip_range = (header.clip_min, header.clip_max) if header.clip_max > header.clip_min else None
         accumulator = EvasionAccumulator(
             specs, header.samples, header.num_classes, max_samples=self._config.max_samples,
-            max_attacks=self._config.max_attacks,
+            max_attacks=self._config.max_attacks, clip_range=clip_range,
         )
         batches = 0
         for scored in read_records(request_iterator):
@@ -131,7 +133,10 @@ def decode_tensors(records, fields: tuple[str, ...], where: str) -> dict[str, np
 
 def record_batch(attack_index: int, records: records_pb2.EvasionRecords) -> RecordBatch:
     where = f"records of attack {attack_index} from sample {records.first_sample}"
-    return RecordBatch(first_sample=records.first_sample, **decode_tensors(records, _EVASION_TENSORS, where))
+    arrays = decode_tensors(records, _EVASION_TENSORS, where)
+    if records.HasField("targets"):
+        arrays.update(decode_tensors(records, ("targets",), where))
+    return RecordBatch(first_sample=records.first_sample, **arrays)
 
 
 def poisoning_batch(model_index: int, records: records_pb2.PoisoningRecords) -> PoisoningBatch:

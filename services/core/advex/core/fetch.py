@@ -1,9 +1,11 @@
-"""Downloads objects through presigned GET URLs into a content-addressed cache.
+"""Downloads objects through presigned GET URLs, verified.
 
 The attack service holds no S3 credentials: storage hands out presigned URLs,
 and every byte is checked against the size and SHA-256 the caller declared
-before anything parses it. A cache entry is named by its SHA-256 and only ever
-appears complete (written to a temporary file, verified, then renamed).
+before anything parses it. `fetch` keeps a content-addressed cache (the
+attack service); `fetch_to` writes one named file (the CLI's `download`).
+Either file only ever appears complete (written to a temporary file,
+verified, then renamed).
 """
 
 from __future__ import annotations
@@ -103,7 +105,21 @@ def fetch(location: Location, cache_dir: str | os.PathLike, *, suffix: str, what
     if target.is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=f".{sha[:16]}.", suffix=".part")
+    _fetch_verified(location, sha, target, what)
+    log.info("fetched %s %s (%d bytes)", what, sha[:12], location.size_bytes)
+    return target
+
+
+def fetch_to(location: Location, path: str | os.PathLike, *, what: str, max_bytes: int) -> Path:
+    """Downloads the object to `path` (replacing what is there), verified."""
+    sha = _check(location, what, max_bytes)
+    target = Path(path)
+    _fetch_verified(location, sha, target, what)
+    return target
+
+
+def _fetch_verified(location: Location, sha: str, target: Path, what: str) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{sha[:16]}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -124,8 +140,6 @@ def fetch(location: Location, cache_dir: str | os.PathLike, *, suffix: str, what
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    log.info("fetched %s %s (%d bytes)", what, sha[:12], location.size_bytes)
-    return target
 
 
 def _download(location: Location, out, what: str) -> tuple[str, int]:

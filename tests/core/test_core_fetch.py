@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from advex.attack import fetch
+from advex.core import fetch
 from advex.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 
