@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advex.attack import datasets, engine, models
+from advex.attack import attack_run, datasets, engine, models
 from advex.core import attack_specs
 from advex.core.errors import Cancelled
 from advex.v1 import evasion_pb2
@@ -36,7 +36,7 @@ def run(model, dataset, attack, seed=0, batch_size=32, want_images=True, should_
     )
     return batches, {
         name: np.concatenate([getattr(b, name) for b in batches])
-        for name in ("labels", "clean_probs", "adv_probs", "linf", "l2", "l0", "adversarial")
+        for name in ("labels", "clean_probs", "adv_probs", "linf", "l2", "l0", "adversarial", "targets")
         if getattr(batches[0], name) is not None
     }
 
@@ -192,3 +192,66 @@ def test_mim_stops_within_a_step(model, dataset):
 
     with pytest.raises(Cancelled, match="step 2 of 50"):
         run(model, dataset, spec(attack="mim", eps=0.1, steps=50), should_stop=should_stop)
+
+
+@pytest.mark.parametrize("norm, eps, step_size", [("inf", 0.2, 0.03), ("2", 1.5, 0.3)])
+def test_targeted_fgsm_bim_and_mim_equal_cleverhans(model, dataset, norm, eps, step_size):
+    """Targeted: CleverHans is given the targets as y, with targeted=True."""
+    import tensorflow as tf
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+    from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    order = np.inf if norm == "inf" else 2
+    x, t = tf.constant(dataset.x), tf.constant(np.full(N, 3, dtype=np.int64))
+    _, fgsm = run(model, dataset, spec(attack="fgsm", norm=norm, eps=eps, target="3"), batch_size=N)
+    assert np.array_equal(fgsm["targets"], np.full(N, 3))
+    direct = fast_gradient_method(
+        model.logits_fn, x, eps, order, clip_min=0.0, clip_max=1.0, y=t, targeted=True
+    ).numpy()
+    assert np.array_equal(fgsm["adversarial"], direct)
+    _, bim = run(model, dataset, spec(attack="bim", norm=norm, eps=eps, steps=5, step_size=step_size, target="3"),
+                 batch_size=N)
+    direct = projected_gradient_descent(
+        model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=t, targeted=True,
+        rand_init=False,
+    ).numpy()
+    assert np.array_equal(bim["adversarial"], direct)
+    _, mim = run(model, dataset, spec(attack="mim", norm=norm, eps=eps, steps=5, step_size=step_size, target="3"),
+                 batch_size=N)
+    direct = momentum_iterative_method(
+        model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=t, targeted=True,
+    ).numpy()
+    np.testing.assert_allclose(mim["adversarial"], direct, atol=1e-6)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd", "mim"])
+def test_targeted_attacks_reach_their_targets(model, dataset, attack):
+    kwargs = {} if attack == "fgsm" else {"steps": 20}
+    _, out = run(model, dataset, spec(attack=attack, eps=0.3, target="random", **kwargs), seed=5)
+    targets, labels = out["targets"], out["labels"]
+    assert np.all(targets != labels) and np.all((0 <= targets) & (targets < 10))
+    reached = float(np.mean(out["adv_probs"].argmax(1) == targets))
+    # One step rarely lands on a chosen class; iterative attacks nearly always do.
+    assert reached >= (0.2 if attack == "fgsm" else 0.9), (attack, reached)
+    assert out["linf"].max() <= 0.3 + 1e-6
+
+
+def test_target_modes():
+    labels = np.array([0, 1, 2, 2])
+    logits = np.array([[5.0, 1.0, 3.0], [0.0, 4.0, -1.0], [2.0, 1.0, 3.0], [9.0, 0.0, 8.0]])
+    assert attack_run.choose_targets("least_likely", labels, logits, 3, 0, 0).tolist() == [1, 2, 1, 1]
+    assert attack_run.choose_targets("most_likely", labels, logits, 3, 0, 0).tolist() == [2, 0, 0, 0]
+    assert attack_run.choose_targets("2", labels, logits, 3, 0, 0).tolist() == [2, 2, 2, 2]
+    # Random: another class than the label, drawn per sample (not per batch).
+    whole = attack_run.choose_targets("random", np.arange(200) % 10, None, 10, 9, 100)
+    part = attack_run.choose_targets("random", np.arange(50, 60) % 10, None, 10, 9, 150)
+    assert np.all(whole != np.arange(200) % 10) and np.array_equal(whole[50:60], part)
+    assert set(whole.tolist()) == set(range(10))
+    other_seed = attack_run.choose_targets("random", np.arange(200) % 10, None, 10, 10, 100)
+    assert not np.array_equal(whole, other_seed)
+
+
+def test_untargeted_batches_carry_no_targets(model, dataset):
+    batches, _ = run(model, dataset, spec(attack="fgsm", eps=0.1))
+    assert all(b.targets is None for b in batches)

@@ -131,10 +131,10 @@ def cleverhans_spsa(monkeypatch):
     return attack
 
 
-@pytest.mark.parametrize("target", ["", "most_likely"])
-def test_equals_cleverhans_given_the_same_draws(model, dataset, cleverhans_spsa, target):
+@pytest.mark.parametrize("target, eps", [("", 0.2), ("random", 0.4)])
+def test_equals_cleverhans_given_the_same_draws(model, dataset, cleverhans_spsa, target, eps):
     count, seed = 4, 3
-    attack = spec(eps=0.2, steps=12, samples=16, learning_rate=0.05, delta=0.01, target=target)
+    attack = spec(eps=eps, steps=20, samples=16, learning_rate=0.1, delta=0.01, target=target)
     part = datasets.from_arrays(dataset.x[:count], dataset.y[:count])
     _, out = run(model, part, attack, seed=seed, batch_size=count)
     goal = out["targets"] if target else out["labels"]
@@ -144,11 +144,12 @@ def test_equals_cleverhans_given_the_same_draws(model, dataset, cleverhans_spsa,
             model.logits_fn, dataset.x[i:i + 1], goal[i:i + 1], attack, seed, i, targeted=bool(target)
         )
         steps_taken.append(steps)
+        # Bit for bit on CPU; the tolerance is for a backend that rounds a
+        # model call differently at another batch composition.
         np.testing.assert_allclose(out["adversarial"][i:i + 1], direct, atol=1e-5, rtol=0)
     # Meaningful: the attack moved the samples, and CleverHans' early stop
     # was exercised (some samples stopped before the last step).
     assert np.abs(out["adversarial"] - dataset.x[:count]).max() > 0.05
-    print(target, steps_taken)
     assert min(steps_taken) < attack.steps, steps_taken
 
 
@@ -161,6 +162,7 @@ def test_breaks_the_model_within_budget_and_reproduces(model, dataset):
     batches, out = run(model, dataset, attack, seed=5, on_passes=passes.append)
     clean = float(np.mean(out["clean_probs"].argmax(1) == dataset.y))
     adversarial = accuracy(out, dataset.y)
+    print(f"digits: clean {clean:.3f}, SPSA {adversarial:.3f}")
     assert clean >= 0.8 and adversarial <= clean - 0.5, (clean, adversarial)
     delta = out["adversarial"] - dataset.x
     assert np.abs(delta).max() <= 0.2 + 1e-6 and out["linf"].max() <= 0.2 + 1e-6

@@ -6,7 +6,15 @@ import argparse
 
 import pytest
 
-from advex.cli.client import CliError, parse_attack, parse_budgets, parse_classes, parse_counts, parse_trigger
+from advex.cli.client import (
+    CliError,
+    parse_attack,
+    parse_budgets,
+    parse_classes,
+    parse_counts,
+    parse_suite,
+    parse_trigger,
+)
 from advex.cli.main import build_parser
 
 
@@ -31,6 +39,37 @@ def test_attack_keys_of_the_whole_catalogue():
     assert (pgd.norm, pgd.restarts, pgd.step_size) == ("2", 5, 0.25)
     with pytest.raises(CliError, match="'speed=3' is not key=value with key one of"):
         parse_attack("pgd:eps=0.1,speed=3", [])
+
+
+def test_the_issue_s_attack_syntax():
+    (bim,) = parse_attack("bim:eps=0.1,steps=20,step_size=0.01", [])
+    assert (bim.steps, bim.step_size) == (20, 0.01)
+    (pgd,) = parse_attack("pgd:eps=0.2,steps=40,step_size=0.05,target=7", [])
+    assert pgd.target == "7"
+    (cw,) = parse_attack("cw:steps=100,binary_search_steps=5,learning_rate=0.01,initial_const=0.01", [0.1, 0.2])
+    assert (cw.binary_search_steps, cw.learning_rate, cw.initial_const) == (5, 0.01, 0.01)
+    assert not cw.HasField("eps")  # no budget: one unbounded run, whatever --eps says
+    (apgd,) = parse_attack("apgd:eps=0.1,loss=dlr", [])
+    assert apgd.loss == "dlr"
+    (spsa,) = parse_attack("spsa:eps=0.1,steps=100", [])
+    assert (spsa.steps, spsa.HasField("samples")) == (100, False)
+    assert [a.target for a in parse_attack("fgsm:target=least_likely", [0.1, 0.2])] == ["least_likely"] * 2
+    with pytest.raises(CliError, match="samples=many is not a valid int"):
+        parse_attack("spsa:eps=0.1,samples=many", [])
+
+
+def test_the_standard_suite_and_keep_adversarial():
+    specs = parse_suite("standard", [0.05, 0.1], "inf")
+    assert [(s.attack, s.loss, s.target, s.eps) for s in specs] == [
+        ("apgd", "ce", "", 0.05), ("apgd", "dlr", "most_likely", 0.05), ("fgsm", "", "", 0.05),
+        ("apgd", "ce", "", 0.1), ("apgd", "dlr", "most_likely", 0.1), ("fgsm", "", "", 0.1),
+    ]
+    with pytest.raises(CliError, match="give the budgets with --eps"):
+        parse_suite("standard", [], "inf")
+    args = build_parser().parse_args(
+        ["evaluate", "--model", "m", "--dataset", "d", "--suite", "standard", "--eps", "0.1", "--keep-adversarial"]
+    )
+    assert (args.suite, args.attack, args.keep_adversarial) == ("standard", [], True)
 
 
 def test_triggers_keep_commas_of_positions():

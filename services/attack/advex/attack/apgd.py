@@ -223,6 +223,9 @@ def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
             halve = halves_step(increases, k - last_mark, reduced_last, f_max, f_max_last)
             if halve.any():
                 eta = np.where(halve, eta / 2, eta).astype(np.float32)
+                # x_prev stays the point before the discarded iterate, so the
+                # next step's momentum is x_max - x_prev (as in the paper,
+                # where x^(k+1) = x_max follows x^(k); and in AutoAttack).
                 x_k = tf.where(each(halve), x_max, x_k)
                 grad = tf.where(each(halve), grad_max, grad)
                 # The iterate is now x_max: the next rise is measured from f_max.
