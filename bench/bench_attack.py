@@ -4,11 +4,17 @@ Prints clean and adversarial accuracy per attack, the time of one PGD step
 (one forward+backward pass) per 64 samples, and whether wrapping the logits
 function in tf.function pays off. Run: `make bench` or
 `.venv/bin/python bench/bench_attack.py`.
+
+`--table` instead prints, as markdown, every attack of the catalogue with
+its defaults at eps 0.1 L-inf (cw unbounded) on all 359 test digits:
+adversarial accuracy, attack success rate, median L2 of the successful
+samples, and wall time.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +51,31 @@ def evaluate(model, dataset, spec: evasion_pb2.AttackSpec, batch_size: int = 64)
           f"{per_pass * 1000:.2f} ms per pass per 64 samples, end to end")
 
 
+def table(model, dataset) -> None:
+    from advex.core.attack_specs import ATTACKS
+
+    print("| attack | adv. acc. | ASR | median L2 (successful) | wall time |")
+    print("|---|---|---|---|---|")
+    for name, entry in ATTACKS.items():
+        fields = {"attack": name}
+        if entry.budget == "required":
+            fields.update(norm="inf", eps=0.1)
+        attack = attack_specs.resolve(evasion_pb2.AttackSpec(**fields))
+        started = time.perf_counter()
+        batches = list(
+            engine.run_evasion(model, dataset, attack, 0.0, 1.0, 0, dataset.samples, 64, 0, False, lambda: False)
+        )
+        elapsed = time.perf_counter() - started
+        y = np.concatenate([b.labels for b in batches])
+        clean = np.concatenate([b.clean_probs for b in batches]).argmax(1) == y
+        adv = np.concatenate([b.adv_probs for b in batches]).argmax(1) == y
+        l2 = np.concatenate([b.l2 for b in batches])
+        success = clean & ~adv
+        median = float(np.median(l2[success])) if success.any() else 0.0
+        print(f"| {attack.label} | {adv.mean():.4f} | {success.sum() / clean.sum():.4f} | {median:.4f} | "
+              f"{elapsed:.1f} s |", flush=True)
+
+
 def step_time(logits_fn, x, y, repeats: int = 50) -> float:
     import tensorflow as tf
     from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
@@ -65,6 +96,9 @@ def main() -> None:
     model = models.load_model(model_path)
     dataset = datasets.load_dataset(data_path)
     print(f"model: {model.summary}\ndataset: {dataset.samples} samples of {dataset.image_shape}")
+    if "--table" in sys.argv:
+        table(model, dataset)
+        return
     for spec in [
         evasion_pb2.AttackSpec(attack="fgsm", eps=0.1),
         evasion_pb2.AttackSpec(attack="fgsm", eps=0.3),

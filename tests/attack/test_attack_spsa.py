@@ -1,7 +1,7 @@
 """SPSA (advex.attack.spsa) against CleverHans called directly, on the
 digits CNN, and on a gradient-masked copy of it where PGD sees nothing.
 
-`gradient_masked_model` builds that copy from built-in Keras layers only, so
+`gradient_masked_model` (tests/masked_model.py) builds that copy from built-in Keras layers only, so
 it saves to a .keras file that the product's safe loader accepts (this test
 loads it with `models.load_model`); a mesh test can upload the same file.
 """
@@ -18,6 +18,7 @@ from advex.attack.attack_run import STREAM_SPSA_PROBES, AttackRun
 from advex.core import attack_specs
 from advex.core.errors import Cancelled
 from advex.v1 import evasion_pb2
+from masked_model import gradient_masked_model
 
 N = 12
 
@@ -212,35 +213,6 @@ def test_should_stop_cancels_within_one_step(model, dataset):
 
 
 # --- Gradient masking ---------------------------------------------------------
-
-
-def gradient_masked_model(base, path, levels: int = 17, sharpness: float = 1e6):
-    """`base` (an 8x8x1 Keras classifier) behind an input quantiser with a
-    zero gradient, saved as a .keras file at `path`; returns the path.
-
-    The quantiser rounds each pixel to the nearest of `levels` levels in
-    0..1 (levels=17: multiples of 1/16, which the digits already are, so the
-    clean accuracy is the base model's). It is built from built-in layers
-    only, so the product's safe loader accepts it: a 1x1 Conv2D computes
-    hard_sigmoid(sharpness * (x - threshold)) for each threshold between two
-    levels (a step function, flat almost everywhere), and a second 1x1
-    Conv2D sums the steps / (levels - 1). Its gradient is exactly zero except
-    within 3 / sharpness of a threshold (tf.round instead would give TF a
-    None gradient, which CleverHans' gradient attacks cannot even take). The
-    base model's layers are shared, not copied.
-    """
-    import keras
-
-    thresholds = (np.arange(1, levels) - 0.5) / (levels - 1)
-    steps = keras.layers.Conv2D(levels - 1, 1, activation="hard_sigmoid", name="quantise_steps")
-    total = keras.layers.Conv2D(1, 1, use_bias=False, name="quantise_sum")
-    masked = keras.Sequential([keras.Input(shape=tuple(base.inputs[0].shape[1:])), steps, total, *base.layers])
-    steps.set_weights(
-        [np.full((1, 1, 1, levels - 1), sharpness, np.float32), (-sharpness * thresholds).astype(np.float32)]
-    )
-    total.set_weights([np.full((1, 1, levels - 1, 1), 1.0 / (levels - 1), np.float32)])
-    masked.save(path)
-    return path
 
 
 def test_spsa_breaks_a_gradient_masked_model_that_pgd_cannot(model, digits_split, tmp_path):

@@ -28,7 +28,7 @@ def _run_to_end(gateway, request) -> evaluation_pb2.Evaluation:
 def _cli_json(mesh, *argv) -> dict:
     out = io.StringIO()
     with redirect_stdout(out):
-        code = advex_main([*argv, "--gateway", mesh.gateway_address, "--json"])
+        code = advex_main(["--gateway", mesh.gateway_address, *argv, "--json"])
     assert code == 0, out.getvalue()
     return json.loads(out.getvalue())
 
@@ -132,3 +132,31 @@ def test_bad_attack_parameters_are_refused_before_any_work(gateway, uploaded_dig
         gateway.evaluations.CreateEvaluation(evasion_request(model.name, dataset.name, attacks=[attack]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert phrase in info.value.details() and "evasion.attacks[0]" in info.value.details()
+
+
+def test_spsa_sees_through_masked_gradients_and_the_report_warns(gateway, digits_files, tmp_path):
+    """A model behind a zero-gradient input quantiser (built-in layers only,
+    so it passes the upload checks): PGD finds nothing, SPSA breaks it, and
+    the report says the gradients may be masked."""
+    import keras
+
+    from advex.cli.client import upload
+    from masked_model import gradient_masked_model
+
+    base = keras.saving.load_model(digits_files[0], compile=False)
+    path = gradient_masked_model(base, tmp_path / "masked.keras")
+    model = upload(gateway, "model", path)
+    dataset = upload(gateway, "dataset", digits_files[1])
+    attacks = [
+        evasion_pb2.AttackSpec(attack="pgd", eps=0.2, steps=20),
+        # The probes must cross the quantiser's steps (1/16 apart).
+        evasion_pb2.AttackSpec(attack="spsa", eps=0.2, steps=20, samples=32, learning_rate=0.02, delta=0.05),
+    ]
+    final = _run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attacks, max_samples=32))
+    assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
+    report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion
+    pgd, spsa = report.attacks
+    assert pgd.adversarial_accuracy >= report.clean_accuracy - 0.05
+    assert spsa.adversarial_accuracy <= report.clean_accuracy - 0.4
+    assert [w.check for w in report.warnings] == ["gradient_free_beats_gradient"]
+    assert "spsa" in report.warnings[0].message and "pgd" in report.warnings[0].message

@@ -32,8 +32,8 @@ Where it deliberately differs from calling CleverHans' `spsa`, and why:
   step for the whole run (`probe_uniforms`). So a rerun, a shard retried on
   another replica or a different batch size gives the same result, and
   concurrent requests cannot disturb each other's draws. Given the same
-  uniforms, the result equals CleverHans' to float round-off
-  (tests/attack/test_attack_spsa.py feeds CleverHans these very draws).
+  uniforms the result equals CleverHans' (bit for bit on CPU:
+  tests/attack/test_attack_spsa.py feeds CleverHans these very draws).
 - Batched: CleverHans' `spsa` takes one sample at a time. Here a batch is
   attacked together, every sample independently (its own draws, its own
   Adam state, its own early stop); the probes of several samples share model
@@ -92,6 +92,7 @@ def start_uniforms(shape: tuple[int, ...], eps: float, seed: int, first: int) ->
 def spsa(run: AttackRun):
     """The adversarial batch (tf.Tensor) of SPSA under `run`."""
     import tensorflow as tf
+    from cleverhans.tf2.attacks.spsa import margin_logit_loss
 
     attack = run.attack
     eps, delta, lr = float(attack.eps), float(attack.delta), float(attack.learning_rate)
@@ -108,8 +109,6 @@ def spsa(run: AttackRun):
 
     def loss(inputs, labels):
         # CleverHans' spsa loss_fn: the sign times its margin_logit_loss.
-        from cleverhans.tf2.attacks.spsa import margin_logit_loss
-
         logits = run.logits_fn(inputs)
         multiplier = 1 if run.targeted else -1
         return multiplier * margin_logit_loss(logits, labels, nb_classes=logits.shape[-1])
@@ -121,9 +120,13 @@ def spsa(run: AttackRun):
             axis=0,
         )
 
+    # One Generator per sample for the whole run: its probes continue its
+    # own stream step after step, whatever its batch.
     rngs = [run.sample_rng(i, STREAM_SPSA_PROBES) for i in range(n)]
-    perturbation = project(x, tf.constant(start_uniforms((n, *dims), eps, run.seed, run.first)))
-    pert = perturbation.numpy()
+    # The state (perturbation, Adam's m and u) lives in numpy arrays so the
+    # rows of the still-active samples can be read and written back; frozen
+    # rows are never touched again.
+    pert = project(x, tf.constant(start_uniforms((n, *dims), eps, run.seed, run.first))).numpy()
     m = np.zeros_like(pert)
     u = np.zeros_like(pert)
     active = np.arange(n)
@@ -132,10 +135,10 @@ def spsa(run: AttackRun):
         if not len(active):
             break
         run.step(step)
-        grads = _gradients(run, loss, x, goal, pert, active, rngs, half, delta, dims, rows_per_call)
-        # SPSAAdam._apply_gradients, same expressions in the same order.
+        g = _gradients(loss, x, goal, pert, active, rngs, half, delta, dims, rows_per_call)
+        # SPSAAdam._apply_gradients, same expressions in the same order (t,
+        # beta_1 and beta_2 Python floats, as there), so it rounds the same.
         t = float(step + 1)
-        g = grads
         m_new = BETA_1 * tf.constant(m[active]) + (1.0 - BETA_1) * g
         u_new = BETA_2 * tf.constant(u[active]) + (1.0 - BETA_2) * g * g
         m_hat = m_new / (1.0 - tf.pow(BETA_1, t))
@@ -156,7 +159,7 @@ def spsa(run: AttackRun):
     return x + tf.constant(pert)
 
 
-def _gradients(run, loss, x, goal, pert, active, rngs, half, delta, dims, rows_per_call):
+def _gradients(loss, x, goal, pert, active, rngs, half, delta, dims, rows_per_call):
     """The SPSA gradient estimates of the active samples, float32
     (len(active), *dims): SPSAAdam._compute_gradients per sample, with the
     probes of several samples sharing model calls of <= rows_per_call rows."""
