@@ -88,7 +88,7 @@ def test_every_bad_value_names_the_key_and_its_range(name, param, value):
     message = str(info.value)
     assert param.key in message
     if value == value:  # not NaN
-        assert param.allowed() in message
+        assert param.requirement() in message
 
 
 @pytest.mark.parametrize(
@@ -99,8 +99,8 @@ def test_every_bad_value_names_the_key_and_its_range(name, param, value):
         (dict(attack="mim", eps=0.1, restarts=2), "'restarts' does not apply to mim, which takes steps, step_size, decay"),
         (dict(attack="pgd", eps=0.1, loss="ce"), "'loss' does not apply to pgd"),
         (dict(attack="apgd", eps=0.1, step_size=0.1), "'step_size' does not apply to apgd"),
-        (dict(attack="pgd", eps=0.1, restarts=0), "restarts must be 1..100, got 0"),
-        (dict(attack="spsa", eps=0.1, samples=3), "samples must be 2..8192 (even), got 3"),
+        (dict(attack="pgd", eps=0.1, restarts=0), "restarts must be between 1 and 100, got 0"),
+        (dict(attack="spsa", eps=0.1, samples=3), "samples must be between 2 and 8192 (even), got 3"),
         (dict(attack="apgd", eps=0.1, loss="hinge"), "loss must be 'ce' or 'dlr', got 'hinge'"),
         (dict(attack="bim", eps=0.1, step_size=-0.1), "step_size must be > 0"),
         (dict(attack="pgd", eps=-0.1), "eps must be >= 0"),

@@ -121,7 +121,7 @@ def test_the_standard_suite_from_the_cli(mesh, uploaded_digits):
     "attack, phrase",
     [
         (evasion_pb2.AttackSpec(attack="pgd", eps=0.1, target="12"), "target 12 is not a class of this model"),
-        (evasion_pb2.AttackSpec(attack="spsa", eps=0.1, samples=7), "samples must be 2..8192 (even), got 7"),
+        (evasion_pb2.AttackSpec(attack="spsa", eps=0.1, samples=7), "samples must be between 2 and 8192 (even), got 7"),
         (evasion_pb2.AttackSpec(attack="cw", norm="inf"), "cw supports only L2"),
         (evasion_pb2.AttackSpec(attack="apgd", eps=0.1, loss="hinge"), "loss must be 'ce' or 'dlr'"),
     ],

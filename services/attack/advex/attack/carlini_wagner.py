@@ -87,7 +87,6 @@ def carlini_wagner_l2(run: AttackRun):
     attack = run.attack
     x = tf.convert_to_tensor(run.x, dtype=tf.float32)
     n = run.n
-    sample_shape = (-1,) + (1,) * (len(x.shape) - 1)
     low, span = float(run.clip_min), float(run.clip_max) - float(run.clip_min)
 
     # The same op order as CleverHans, so its results can be matched.
@@ -95,8 +94,7 @@ def carlini_wagner_l2(run: AttackRun):
     w_clean = tf.atanh((scaled * 2.0 - 1.0) * _TANH_SHRINK)
     x_ref = _from_tanh(w_clean, low, span)
 
-    gradient = _gradient_fn(run, w_clean, x_ref, low, span)
-    goal = tf.convert_to_tensor(run.goal, dtype=tf.int64)
+    step_fn = _step_fn(run, w_clean, x_ref, low, span)
 
     const = tf.fill((n,), tf.constant(attack.initial_const, tf.float32))
     lower = tf.zeros((n,), tf.float32)
@@ -113,15 +111,11 @@ def carlini_wagner_l2(run: AttackRun):
         met_in_round = tf.zeros((n,), tf.bool)
         for step in range(steps):
             run.step(round_ * steps + step, of=rounds * steps)
-            # The iterate judged is the one the gradient is taken at, before
-            # the update (as in both references): one model pass per step.
-            x_new, l2, logits, grad = gradient(modifier, const)
-            met = _meets_goal(logits, goal, attack.confidence, run.targeted)
-            better = tf.logical_and(met, l2 < best_l2)
-            best_l2 = tf.where(better, l2, best_l2)
-            best_x = tf.where(tf.reshape(better, sample_shape), x_new, best_x)
-            met_in_round = tf.logical_or(met_in_round, met)
-            modifier, m, v = _adam(modifier, m, v, grad, step + 1, attack.learning_rate)
+            # A tensor, so the tf.function is traced once, not once per step.
+            local_step = tf.constant(step + 1, tf.float32)
+            modifier, m, v, best_l2, best_x, met_in_round = step_fn(
+                modifier, m, v, local_step, const, best_l2, best_x, met_in_round
+            )
             run.on_passes(1)
         const, lower, upper = _next_const(const, lower, upper, met_in_round)
     return best_x
@@ -133,19 +127,25 @@ def _from_tanh(w, low: float, span: float):
     return ((tf.tanh(w) + 1) / 2) * span + low
 
 
-def _gradient_fn(run: AttackRun, w_clean, x_ref, low: float, span: float):
-    """(modifier, const) -> (x_new, squared L2 to x_ref, logits, d loss / d
-    modifier), as a tf.function private to this batch: nothing is cached
-    across requests, and tracing once is cheap next to hundreds of steps."""
+def _step_fn(run: AttackRun, w_clean, x_ref, low: float, span: float):
+    """One Adam step of one round as a tf.function private to this batch
+    (nothing is cached across requests or models; tracing once is cheap next
+    to hundreds of steps, which it makes several times faster than eager).
+
+    (modifier, m, v, local_step, const, best_l2, best_x, met_in_round) ->
+    the same less local_step and const, after the step.
+    """
     import tensorflow as tf
 
     logits_fn, targeted = run.logits_fn, run.targeted
     confidence = float(run.attack.confidence)
+    learning_rate = float(run.attack.learning_rate)
     goal = tf.convert_to_tensor(run.goal, dtype=tf.int64)
     axes = list(range(1, len(w_clean.shape)))
+    sample_shape = (-1,) + (1,) * len(axes)
 
     @tf.function
-    def gradient(modifier, const):
+    def step(modifier, m, v, local_step, const, best_l2, best_x, met_in_round):
         with tf.GradientTape() as tape:
             tape.watch(modifier)
             x_new = _from_tanh(w_clean + modifier, low, span)
@@ -159,9 +159,18 @@ def _gradient_fn(run: AttackRun, w_clean, x_ref, low: float, span: float):
             # goes to the constant, not through the model.
             f = tf.maximum(0.0, margin + confidence)
             loss = tf.reduce_sum(l2) + tf.reduce_sum(const * f)
-        return x_new, l2, logits, tape.gradient(loss, modifier)
+        grad = tape.gradient(loss, modifier)
+        # The iterate judged is the one the gradient is taken at, before the
+        # update (as in both references): one model pass per step.
+        met = _meets_goal(logits, goal, confidence, targeted)
+        better = tf.logical_and(met, l2 < best_l2)
+        best_l2 = tf.where(better, l2, best_l2)
+        best_x = tf.where(tf.reshape(better, sample_shape), x_new, best_x)
+        met_in_round = tf.logical_or(met_in_round, met)
+        modifier, m, v = _adam(modifier, m, v, grad, local_step, learning_rate)
+        return modifier, m, v, best_l2, best_x, met_in_round
 
-    return gradient
+    return step
 
 
 def _meets_goal(logits, goal, confidence: float, targeted: bool):
@@ -175,7 +184,7 @@ def _meets_goal(logits, goal, confidence: float, targeted: bool):
     return tf.argmax(logits + shift, axis=1, output_type=tf.int64) != goal
 
 
-def _adam(variable, m, v, grad, local_step: int, learning_rate: float):
+def _adam(variable, m, v, grad, local_step, learning_rate: float):
     """One step of Keras 3 Adam's update_step, op for op (the same float32
     rounding), on tensors instead of optimizer slots."""
     import tensorflow as tf

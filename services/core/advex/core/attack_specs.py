@@ -52,6 +52,12 @@ class Param:
             return f"{'>' if self.low_open else '>='} {self.low:g}"
         return "any"
 
+    def requirement(self) -> str:
+        """The allowed values, as an error message says them."""
+        if self.low is not None and self.high is not None and not self.choices:
+            return f"between {self.low:g} and {self.high:g}" + (f" ({self.rule[1]})" if self.rule else "")
+        return self.allowed()
+
     def shown_default(self) -> str:
         if callable(self.default):
             return self.default.__doc__ or "computed"
@@ -65,14 +71,14 @@ class Param:
         if self.choices:
             value = str(value).strip().lower()
             if value not in self.choices:
-                raise InvalidArgument(f"{where}: {self.key} must be {self.allowed()}, got '{value}'")
+                raise InvalidArgument(f"{where}: {self.key} must be {self.requirement()}, got '{value}'")
             return value
         if self.kind is bool:
             return bool(value)
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if too_low or too_high or (self.rule and not self.rule[0](value)):
-            raise InvalidArgument(f"{where}: {self.key} must be {self.allowed()}, got {value:g}")
+            raise InvalidArgument(f"{where}: {self.key} must be {self.requirement()}, got {value:g}")
         return value
 
 
