@@ -185,8 +185,8 @@ def _meets_goal(logits, goal, confidence: float, targeted: bool):
 
 
 def _adam(variable, m, v, grad, local_step, learning_rate: float):
-    """One step of Keras 3 Adam's update_step, op for op (the same float32
-    rounding), on tensors instead of optimizer slots."""
+    """One step of Keras 3 Adam's update_step, op for op, on tensors instead
+    of optimizer slots; local_step counts from 1 each round."""
     import tensorflow as tf
 
     dtype = variable.dtype
@@ -209,6 +209,8 @@ def _next_const(const, lower, upper, met):
     lower = tf.where(met, lower, tf.maximum(lower, const))
     known = upper < _BOUND_KNOWN_BELOW
     halfway = (lower + upper) / 2
-    # A success always leaves an upper bound; a failure without one grows c.
+    # A failure with no upper bound yet grows c tenfold; a success leaves
+    # one, except in the repeat round at c = upper = 1e10, where the
+    # original keeps c as it is.
     const = tf.where(known, halfway, tf.where(met, const, const * 10))
     return const, lower, upper

@@ -86,7 +86,7 @@ def run_evasion(
     """Attacks samples [start, stop) batch by batch.
 
     Raises Cancelled as soon as `should_stop()` is true (checked before each
-    batch and each PGD step). `on_passes(n)` reports n forward+backward passes
+    batch and each step of every attack). `on_passes(n)` reports n forward+backward passes
     over a batch, the unit of progress.
     """
     import tensorflow as tf
