@@ -87,7 +87,7 @@ def test_an_unbounded_cw_row_and_its_place_in_the_report(gateway, uploaded_digit
     model, dataset = uploaded_digits
     attacks = [
         evasion_pb2.AttackSpec(attack="cw", steps=30, binary_search_steps=3, learning_rate=0.05),
-        evasion_pb2.AttackSpec(attack="fgsm", norm="2", eps=1.0),
+        evasion_pb2.AttackSpec(attack="fgsm", norm="inf", eps=0.3),
     ]
     final = _run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attacks, max_samples=SAMPLES))
     assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
@@ -95,11 +95,11 @@ def test_an_unbounded_cw_row_and_its_place_in_the_report(gateway, uploaded_digit
     report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion
     cw, fgsm = report.attacks
     assert cw.unbounded and cw.eps == 0 and not cw.spec.HasField("eps")
-    assert cw.attack_success_rate >= 0.9
     assert [w.attacks for w in report.worst_case] == [["fgsm"]]
     assert [c.attack for c in report.curves] == ["fgsm"]
-    # CW's successful perturbations are smaller than FGSM's.
-    assert cw.perturbation_l2_median < fgsm.perturbation_l2_median
+    # At (nearly) equal success, CW's perturbations are far smaller.
+    assert cw.attack_success_rate >= 0.95 and fgsm.attack_success_rate >= 0.95
+    assert cw.perturbation_l2_median < 0.7 * fgsm.perturbation_l2_median
 
 
 def test_the_standard_suite_from_the_cli(mesh, uploaded_digits):
