@@ -61,3 +61,11 @@ def small_model(tmp_path):
         return path
 
     return build
+
+
+@pytest.fixture(scope="module")
+def model(digits_files):
+    """The demo digits CNN, loaded as the attack service loads models."""
+    from advex.attack import models
+
+    return models.load_model(digits_files[0])

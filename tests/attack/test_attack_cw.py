@@ -8,17 +8,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advex.attack import carlini_wagner, datasets, engine, models
-from advex.core import attack_specs
+from advex.attack import carlini_wagner, datasets
 from advex.core.errors import Cancelled
-from advex.v1 import evasion_pb2
+from engine_runs import resolve, run_attack
 
 N = 32
 
 
-@pytest.fixture(scope="module")
-def model(digits_files):
-    return models.load_model(digits_files[0])
+def spec(**fields):
+    return resolve(attack="cw", **fields)
+
+
+def run(model, dataset, attack, batch_size=N, **kw):
+    return run_attack(model, dataset, attack, batch_size=batch_size, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -32,24 +34,6 @@ def clean_correct(model, dataset):
     import tensorflow as tf
 
     return np.flatnonzero(model.logits_fn(tf.constant(dataset.x)).numpy().argmax(1) == dataset.y)
-
-
-def spec(**fields):
-    return attack_specs.resolve(evasion_pb2.AttackSpec(attack="cw", **fields))
-
-
-def run(model, dataset, attack, seed=0, batch_size=N, want_images=True, should_stop=lambda: False, **kw):
-    """(batches, every per-sample field concatenated over the batches)."""
-    batches = list(
-        engine.run_evasion(
-            model, dataset, attack, 0.0, 1.0, 0, dataset.samples, batch_size, seed, want_images, should_stop, **kw
-        )
-    )
-    return batches, {
-        name: np.concatenate([getattr(b, name) for b in batches])
-        for name in ("labels", "clean_probs", "adv_probs", "linf", "l2", "l0", "adversarial", "targets")
-        if getattr(batches[0], name) is not None
-    }
 
 
 def l2_norms(a, b):

@@ -5,40 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advex.attack import attack_run, datasets, engine, models
-from advex.core import attack_specs
+from advex.attack import attack_run, datasets, engine
 from advex.core.errors import Cancelled
-from advex.v1 import evasion_pb2
+from engine_runs import resolve, run_attack
 
 N = 64
 
 
-@pytest.fixture(scope="module")
-def model(digits_files):
-    return models.load_model(digits_files[0])
+def spec(**fields):
+    return resolve(**fields)
+
+
+def run(model, dataset, attack, batch_size=32, **kw):
+    return run_attack(model, dataset, attack, batch_size=batch_size, **kw)
 
 
 @pytest.fixture(scope="module")
 def dataset(digits_split):
     return datasets.from_arrays(digits_split.x_test[:N], digits_split.y_test[:N])
-
-
-def spec(**fields):
-    return attack_specs.resolve(evasion_pb2.AttackSpec(**fields))
-
-
-def run(model, dataset, attack, seed=0, batch_size=32, want_images=True, should_stop=lambda: False, **kw):
-    """(batches, every per-sample field concatenated over the batches)."""
-    batches = list(
-        engine.run_evasion(
-            model, dataset, attack, 0.0, 1.0, 0, dataset.samples, batch_size, seed, want_images, should_stop, **kw
-        )
-    )
-    return batches, {
-        name: np.concatenate([getattr(b, name) for b in batches])
-        for name in ("labels", "clean_probs", "adv_probs", "linf", "l2", "l0", "adversarial", "targets")
-        if getattr(batches[0], name) is not None
-    }
 
 
 @pytest.mark.parametrize("norm, eps", [("inf", 0.1), ("2", 1.0)])

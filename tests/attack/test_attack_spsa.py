@@ -13,40 +13,28 @@ import types
 import numpy as np
 import pytest
 
-from advex.attack import datasets, engine, models, spsa
+from advex.attack import datasets, models, spsa
 from advex.attack.attack_run import STREAM_SPSA_PROBES, AttackRun
 from advex.core import attack_specs
 from advex.core.errors import Cancelled
 from advex.v1 import evasion_pb2
+from engine_runs import resolve, run_attack
 from masked_model import gradient_masked_model
 
 N = 12
 
 
-@pytest.fixture(scope="module")
-def model(digits_files):
-    return models.load_model(digits_files[0])
+def spec(**fields):
+    return resolve(attack="spsa", **fields)
+
+
+def run(model, dataset, attack, batch_size=N, **kw):
+    return run_attack(model, dataset, attack, batch_size=batch_size, **kw)
 
 
 @pytest.fixture(scope="module")
 def dataset(digits_split):
     return datasets.from_arrays(digits_split.x_test[:N], digits_split.y_test[:N])
-
-
-def spec(**fields):
-    return attack_specs.resolve(evasion_pb2.AttackSpec(attack="spsa", **fields))
-
-
-def run(model, dataset, attack, seed=0, batch_size=N, should_stop=lambda: False, **kw):
-    """(batches, every per-sample field concatenated over the batches)."""
-    batches = list(
-        engine.run_evasion(model, dataset, attack, 0.0, 1.0, 0, dataset.samples, batch_size, seed, True, should_stop, **kw)
-    )
-    return batches, {
-        name: np.concatenate([getattr(b, name) for b in batches])
-        for name in ("labels", "clean_probs", "adv_probs", "linf", "adversarial", "targets")
-        if getattr(batches[0], name) is not None
-    }
 
 
 def accuracy(out, labels) -> float:

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advex.attack.attack_run import AttackRun, keep_first_success
+from advex.attack.attack_run import AttackRun, with_restarts
 from advex.core.errors import InvalidArgument
 
 # Algorithm 1's constants.
@@ -139,13 +139,7 @@ def attack_loss(run: AttackRun, logits):
 def apgd(run: AttackRun):
     """APGD over the batch; with restarts, a sample keeps the first run's
     result that meets the goal."""
-    best, met = None, None
-    for restart in range(run.attack.restarts):
-        x_adv = _apgd_once(run, restart)
-        if run.attack.restarts == 1:
-            return x_adv
-        best, met = keep_first_success(run, best, met, x_adv)
-    return best
+    return with_restarts(run, _apgd_once)
 
 
 def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):

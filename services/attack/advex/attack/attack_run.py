@@ -102,6 +102,18 @@ class AttackRun:
         return tf.clip_by_value(self.x + clip_eta(eta, self.norm, self.attack.eps), self.clip_min, self.clip_max)
 
 
+def with_restarts(run: AttackRun, once: Callable[[AttackRun, int], object]):
+    """`once(run, restart)` for each of the attack's restarts; a sample keeps
+    the first result that meets the goal, so restarts never weaken it."""
+    best, met = None, None
+    for restart in range(run.attack.restarts):
+        x_adv = once(run, restart)
+        if run.attack.restarts == 1:
+            return x_adv
+        best, met = keep_first_success(run, best, met, x_adv)
+    return best
+
+
 def keep_first_success(run: AttackRun, best, met, x_adv):
     """Restarts: per sample, keep the first result that meets the goal, so
     a later run can never undo an earlier success. `best`/`met` are None on

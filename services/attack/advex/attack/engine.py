@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from advex.attack import apgd, carlini_wagner, spsa
-from advex.attack.attack_run import AttackRun, choose_targets, keep_first_success, random_start
+from advex.attack.attack_run import AttackRun, choose_targets, random_start, with_restarts
 from advex.attack.datasets import Dataset
 from advex.attack.models import LoadedModel
 from advex.core.attack_specs import ResolvedAttack
@@ -156,13 +156,7 @@ def _fgsm(run: AttackRun):
 def _pgd(run: AttackRun):
     """PGD (and BIM, which is PGD without the random start); with restarts,
     a sample keeps the first run's result that meets the goal."""
-    best, met = None, None
-    for restart in range(run.attack.restarts):
-        x_adv = _pgd_once(run, restart)
-        if run.attack.restarts == 1:
-            return x_adv
-        best, met = keep_first_success(run, best, met, x_adv)
-    return best
+    return with_restarts(run, _pgd_once)
 
 
 def _pgd_once(run: AttackRun, restart: int):
