@@ -283,7 +283,7 @@ def test_adam_is_keras_adam():
 
 
 def test_unbroken_samples_come_back_clean(model, dataset, clean_correct):
-    _, out = run(model, dataset, spec(steps=2, binary_search_steps=1, initial_const=1e-4))
+    _, out = run(model, dataset, spec(steps=2, binary_search_steps=1, initial_const=1e-4, learning_rate=0.01))
     assert np.array_equal(out["adversarial"][clean_correct], dataset.x[clean_correct])
 
 

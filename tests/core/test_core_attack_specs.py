@@ -40,7 +40,7 @@ def test_defaults_and_the_canonical_spec(attack, expected):
 def test_cw_needs_no_budget_and_is_l2_only():
     unbounded = resolve(attack="cw")
     assert (unbounded.norm, unbounded.eps, unbounded.bounded) == ("2", None, False)
-    assert (unbounded.steps, unbounded.binary_search_steps, unbounded.learning_rate) == (100, 5, 0.01)
+    assert (unbounded.steps, unbounded.binary_search_steps, unbounded.learning_rate) == (100, 5, 0.1)
     assert (unbounded.initial_const, unbounded.confidence) == (0.01, 0.0)
     assert unbounded.cost == 500
     assert unbounded.label == "cw L2 unbounded steps=100 binary_search_steps=5"
