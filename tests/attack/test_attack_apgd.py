@@ -86,12 +86,14 @@ def scripted_run(script, steps, eps=0.1):
     and whose gradient is 0, so each step's loss is exactly the script's."""
     import tensorflow as tf
 
-    script = np.asarray(script, dtype=np.float32)
-    calls = []
+    script = tf.constant(np.asarray(script, dtype=np.float32))
+    # A TF counter, not a Python one: APGD compiles its gradient step, and a
+    # traced function would replay a Python counter's first value.
+    calls = tf.Variable(0)
 
     def logits_fn(x):
-        s = tf.constant(script[len(calls)])
-        calls.append(1)
+        s = tf.gather(script, calls)
+        calls.assign_add(1)
         return tf.stack([tf.zeros_like(s), s], axis=1) + 0.0 * tf.reduce_sum(x, axis=1, keepdims=True)
 
     n = script.shape[1]
