@@ -56,6 +56,11 @@ def test_the_issue_s_attack_syntax():
     assert [a.target for a in parse_attack("fgsm:target=least_likely", [0.1, 0.2])] == ["least_likely"] * 2
     with pytest.raises(CliError, match="samples=many is not a valid int"):
         parse_attack("spsa:eps=0.1,samples=many", [])
+    with pytest.raises(CliError, match="random_init=maybe must be true or false"):
+        parse_attack("pgd:eps=0.1,random_init=maybe", [])
+    assert parse_attack("pgd:eps=0.1,random_init=off", [])[0].random_init is False
+    with pytest.raises(CliError, match="'steps' is not key=value"):
+        parse_attack("pgd:eps=0.1,steps", [])
 
 
 def test_the_standard_suite_and_keep_adversarial():
@@ -69,7 +74,7 @@ def test_the_standard_suite_and_keep_adversarial():
     args = build_parser().parse_args(
         ["evaluate", "--model", "m", "--dataset", "d", "--suite", "standard", "--eps", "0.1", "--keep-adversarial"]
     )
-    assert (args.suite, args.attack, args.keep_adversarial) == ("standard", [], True)
+    assert (args.suite, args.attack, args.keep_adversarial, args.seed) == ("standard", [], True, None)
 
 
 def test_triggers_keep_commas_of_positions():

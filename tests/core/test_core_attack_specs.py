@@ -157,3 +157,14 @@ def test_the_readme_table_is_the_catalogue():
     """The README's attack table is made from the catalogue
     (attack_specs.markdown_table); this fails when they drift apart."""
     assert attack_specs.markdown_table() in README.read_text()
+
+
+@pytest.mark.parametrize("attack", ["bim", "pgd", "mim"])
+def test_a_zero_budget_resolves_and_round_trips(attack):
+    """eps 0 makes the default step size 0; its canonical spec must resolve
+    again (the attack service re-resolves what the gateway stored)."""
+    resolved = resolve(attack=attack, eps=0.0)
+    assert resolved.step_size == 0.0
+    assert attack_specs.resolve(resolved.to_proto()) == resolved
+    with pytest.raises(InvalidArgument, match="step_size must be > 0"):
+        resolve(attack=attack, eps=0.1, step_size=0.0)

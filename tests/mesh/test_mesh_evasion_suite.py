@@ -113,7 +113,7 @@ def test_the_standard_suite_from_the_cli(mesh, uploaded_digits):
         ("apgd", "ce", ""), ("apgd", "dlr", "most_likely"), ("fgsm", None, ""),
     ]
     (worst,) = evasion["worst_case"]
-    assert worst["attacks"] == ["apgd", "fgsm"]
+    assert worst["attacks"] == ["apgd", "apgd target=most_likely", "fgsm"]
     assert worst["accuracy"] <= min(a["adversarial_accuracy"] for a in evasion["attacks"])
 
 
@@ -160,3 +160,25 @@ def test_spsa_sees_through_masked_gradients_and_the_report_warns(gateway, digits
     assert spsa.adversarial_accuracy <= report.clean_accuracy - 0.4
     assert [w.check for w in report.warnings] == ["gradient_free_beats_gradient"]
     assert "spsa" in report.warnings[0].message and "pgd" in report.warnings[0].message
+
+
+def test_the_same_seed_gives_the_same_results(gateway, uploaded_digits):
+    """Random starts, random targets and SPSA's probes all come from the
+    seed: two evaluations with one seed agree to the last digit, and a third
+    without a seed reports the one derived for it."""
+    model, dataset = uploaded_digits
+    attacks = [
+        evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=5, target="random"),
+        evasion_pb2.AttackSpec(attack="spsa", eps=0.1, steps=5, samples=8),
+    ]
+    reports = []
+    for seed in (1234, 1234, None):
+        request = evasion_request(model.name, dataset.name, attacks=attacks, max_samples=30)
+        if seed is not None:
+            request.evasion.seed = seed
+        final = _run_to_end(gateway, request)
+        assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
+        reports.append(gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion)
+    first, again, unseeded = reports
+    assert first.seed == again.seed == 1234 and unseeded.seed not in (0, 1234)
+    assert list(first.attacks) == list(again.attacks)

@@ -72,6 +72,16 @@ def test_targeted_success_counts_only_reaching_the_target_among_eligible_samples
     assert m.curves[0].target == "random"
 
 
+def test_worst_case_names_a_targeted_attack_with_its_target():
+    m = score([
+        (spec("apgd", loss="ce"), [0, 1, 2, 3, 0, 1], None, None),
+        (spec("apgd", loss="dlr", target="most_likely"), [1, 1, 2, 3, 0, 1], [1, 0, 0, 0, 1, 0], None),
+    ])
+    (worst,) = m.worst_case
+    assert worst.attacks == ("apgd", "apgd target=most_likely")
+    assert worst.accuracy == pytest.approx(5 / 6)
+
+
 def test_targets_must_come_with_a_targeted_attack_and_only_then():
     acc = EvasionAccumulator([spec(target="1")], 6, CLASSES)
     with pytest.raises(InvalidArgument, match="a targeted attack's records must carry targets"):

@@ -43,15 +43,17 @@ class AttackSpec(_message.Message):
     def __init__(self, attack: _Optional[str] = ..., norm: _Optional[str] = ..., eps: _Optional[float] = ..., steps: _Optional[int] = ..., step_size: _Optional[float] = ..., random_init: _Optional[bool] = ..., restarts: _Optional[int] = ..., decay: _Optional[float] = ..., binary_search_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., initial_const: _Optional[float] = ..., confidence: _Optional[float] = ..., delta: _Optional[float] = ..., samples: _Optional[int] = ..., loss: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
 
 class EvasionSpec(_message.Message):
-    __slots__ = ("dataset", "attacks", "max_samples", "samples", "keep_adversarial")
+    __slots__ = ("dataset", "attacks", "max_samples", "samples", "keep_adversarial", "seed")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     ATTACKS_FIELD_NUMBER: _ClassVar[int]
     MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     KEEP_ADVERSARIAL_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     attacks: _containers.RepeatedCompositeFieldContainer[AttackSpec]
     max_samples: int
     samples: int
     keep_adversarial: bool
-    def __init__(self, dataset: _Optional[str] = ..., attacks: _Optional[_Iterable[_Union[AttackSpec, _Mapping]]] = ..., max_samples: _Optional[int] = ..., samples: _Optional[int] = ..., keep_adversarial: _Optional[bool] = ...) -> None: ...
+    seed: int
+    def __init__(self, dataset: _Optional[str] = ..., attacks: _Optional[_Iterable[_Union[AttackSpec, _Mapping]]] = ..., max_samples: _Optional[int] = ..., samples: _Optional[int] = ..., keep_adversarial: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...

@@ -90,6 +90,9 @@ def upload(
     return gateway.artifacts.CompleteUpload(artifact_pb2.CompleteUploadRequest(name=created.artifact.name)).artifact
 
 
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
 def _attack_key_types() -> dict[str, type]:
     """Every --attack key and its type, from the catalogue."""
     from advex.core.attack_specs import ATTACKS
@@ -135,8 +138,13 @@ def parse_attack(text: str, budgets: list[float]) -> list[evasion_pb2.AttackSpec
     for key, value in values.items():
         if key not in types:
             raise CliError(f"--attack {text}: '{key}={value}' is not key=value with key one of {', '.join(types)}")
+        if "," in value:
+            # Only a trigger position holds a comma; here it is a key without "=".
+            raise CliError(f"--attack {text}: '{value.split(',', 1)[1]}' is not key=value")
         if types[key] is bool:
-            fields[key] = value.lower() in ("1", "true", "yes", "on")
+            if value.lower() not in _BOOLEANS:
+                raise CliError(f"--attack {text}: {key}={value} must be true or false")
+            fields[key] = _BOOLEANS[value.lower()]
             continue
         try:
             fields[key] = types[key](value)

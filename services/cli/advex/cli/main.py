@@ -87,13 +87,19 @@ def cmd_evaluate(gateway: Gateway, args) -> int:
     if not args.attack and not args.suite:
         raise CliError("give --attack NAME[:key=value,...] (repeatable), --suite standard, or both")
     attacks = [spec for text in args.attack for spec in parse_attack(text, args.eps)]
+    if args.eps and any(not a.HasField("eps") for a in attacks):
+        print(
+            "note: cw has no budget and runs once, unbounded, whatever --eps says; "
+            "give cw:eps=E to count only its examples within E",
+            file=sys.stderr,
+        )
     if args.suite:
         attacks += parse_suite(args.suite, args.eps, args.suite_norm)
     request = evaluation_pb2.CreateEvaluationRequest(
         model=args.model,
         evasion=evasion_pb2.EvasionSpec(
             dataset=args.dataset, attacks=attacks, max_samples=args.max_samples,
-            keep_adversarial=args.keep_adversarial,
+            keep_adversarial=args.keep_adversarial, seed=args.seed,
         ),
         clip_min=args.clip_min,
         clip_max=args.clip_max,
@@ -342,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--suite-norm", default="inf", choices=["inf", "2"], help="the norm of the suite's budgets")
     p.add_argument(
+        "--seed", type=int,
+        help="seeds the attacks' random draws (default: derived from the evaluation's id); "
+        "the same seed gives the same results",
+    )
+    p.add_argument(
         "--keep-adversarial", action="store_true",
         help="store each attack's adversarial examples as a dataset artifact, listed in the report",
     )
@@ -444,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"advex: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`advex list | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

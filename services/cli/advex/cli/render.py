@@ -167,7 +167,10 @@ def _evasion_lines(e, report) -> list[str]:
             lines.append(f"{name}: accuracy falls below half of clean at eps={curve.eps_at_half_clean_accuracy:g}")
         else:
             lines.append(f"{name}: accuracy stays above half of clean at every evaluated eps")
-    lines.append(f"robustness score {e.robustness_score:.4f}  (mean worst-case accuracy / clean accuracy)")
+    if e.worst_case:
+        lines.append(f"robustness score {e.robustness_score:.4f}  (mean worst-case accuracy / clean accuracy)")
+    else:
+        lines.append("  none: no attack had a budget; the robustness score (0) does not apply")
     kept = [a for a in e.attacks if a.adversarial_dataset.name]
     if kept:
         lines.append("")

@@ -345,9 +345,12 @@ def resolve(spec: evasion_pb2.AttackSpec, where: str = "attack") -> ResolvedAtta
         values[param.key] = param.check(value, where) if given else value
     if "step_size" in entry.keys:
         param = entry.param("step_size")
-        values["step_size"] = (
-            param.check(spec.step_size, where) if spec.HasField("step_size") else param.default(eps, values["steps"])
-        )
+        if spec.HasField("step_size") and not (eps == 0 and spec.step_size == 0):
+            values["step_size"] = param.check(spec.step_size, where)
+        else:
+            # With eps 0 there is nothing to step: the default is 0, and the
+            # canonical spec (step_size 0) resolves again.
+            values["step_size"] = param.default(eps, values["steps"])
     elif name == "fgsm":
         values["step_size"] = eps  # its one step is the whole budget
     target = _target(spec.target, where) if spec.HasField("target") and spec.target.strip() else ""

@@ -47,6 +47,7 @@ def validate(
         max_samples=spec.max_samples,
         samples=samples,
         keep_adversarial=spec.keep_adversarial,
+        seed=spec.seed if spec.HasField("seed") else None,
     )
     return stored, samples * sum(r.cost for r in resolved)
 
@@ -66,6 +67,7 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
     )
     specs = list(spec.attacks)
     resolved = [resolve(s) for s in specs]
+    seed = spec.seed if spec.HasField("seed") else evaluation_seed(row.id)
     header = scoring_service_pb2.ScoreEvasionRequest(
         header=scoring_service_pb2.ScoreEvasionHeader(
             attacks=specs,
@@ -89,7 +91,9 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
                         attack_resolved.targeted,
                     )
                 try:
-                    _run_attack(work, spec, index, attack_spec, attack_resolved, model, dataset, scores, kept_set)
+                    _run_attack(
+                        work, spec, seed, index, attack_spec, attack_resolved, model, dataset, scores, kept_set
+                    )
                     if kept_set is not None:
                         work.stage(f"storing the adversarial examples of {attack_resolved.label}")
                         path = kept_set.finish()
@@ -108,10 +112,11 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
             metrics = scores.result().report
     for result, ref in zip(metrics.attacks, kept):
         result.adversarial_dataset.CopyFrom(ref)
+    metrics.seed = seed
     return report_pb2.Report(model=artifact_ref(model_artifact), dataset=artifact_ref(dataset_artifact), evasion=metrics)
 
 
-def _run_attack(work: Work, spec, index, attack_spec, attack_resolved, model, dataset, scores, kept_set) -> None:
+def _run_attack(work: Work, spec, seed, index, attack_spec, attack_resolved, model, dataset, scores, kept_set) -> None:
     """One RunEvasion call: its records into the scoring stream, its images
     (when kept) into the attack's adversarial set."""
     call = work.track(
@@ -124,7 +129,7 @@ def _run_attack(work: Work, spec, index, attack_spec, attack_resolved, model, da
                 clip_max=work.row.clip_max,
                 start=0,
                 stop=spec.samples,
-                seed=evaluation_seed(work.row.id),
+                seed=seed,
                 include_adversarial_images=kept_set is not None,
             )
         )

@@ -41,9 +41,11 @@ adversarial probabilities q (argmax ties go to the lowest class index):
 - worst_case, per budget = per (norm, eps) group of attacks: the fraction of
   samples that are right (argmax q = y) under EVERY attack of the group
   (AutoAttack-style). `attacks` names the group's attacks in header order,
-  each name once. Sorted by norm ("2" before "inf"), then eps.
+  each name once ("apgd", or "apgd target=most_likely" for a targeted
+  one). Sorted by norm ("2" before "inf"), then eps.
 - report robustness_score = mean over budgets of min(1, worst_case accuracy
-  / clean_accuracy); 0 when clean_accuracy = 0.
+  / clean_accuracy); 0 when clean_accuracy = 0, and when no attack has a
+  budget (worst_case is empty).
 - curves: one per (attack name, norm, target mode), in header order of first
   appearance:
   points (eps, adversarial_accuracy) sorted by eps. When several attacks of
@@ -362,9 +364,15 @@ class EvasionAccumulator:
             for state in members:
                 right &= state.outcome == _RIGHT
             accuracy = int(right.sum()) / self.samples
-            names = tuple(dict.fromkeys(s.spec.attack for s in members))
+            names = tuple(dict.fromkeys(_worst_case_name(s.spec) for s in members))
             result.append(WorstCaseMetrics(norm, eps, accuracy, names, _score(accuracy, clean_accuracy)))
         return tuple(result)
+
+
+def _worst_case_name(spec: ResolvedAttack) -> str:
+    """An attack's name in worst_case: a targeted one says its target mode,
+    so APGD-CE and targeted APGD-DLR both show."""
+    return f"{spec.attack} target={spec.target}" if spec.targeted else spec.attack
 
 
 def _score(accuracy: float, clean_accuracy: float) -> float:
