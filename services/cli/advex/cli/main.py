@@ -280,7 +280,8 @@ def cmd_demo(gateway: Gateway, args) -> int:
     evaluation = gateway.evaluations.CreateEvaluation(
         evaluation_pb2.CreateEvaluationRequest(
             model=model.name,
-            evasion=evasion_pb2.EvasionSpec(dataset=dataset.name, attacks=attacks),
+            # A fixed seed: the demo prints the same numbers as the README.
+            evasion=evasion_pb2.EvasionSpec(dataset=dataset.name, attacks=attacks, seed=0),
             clip_min=0.0,
             clip_max=1.0,
             display_name="demo",
