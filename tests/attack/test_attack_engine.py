@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advex.attack import attack_run, datasets, engine
+from advex.attack import attack_run, compiled, datasets, engine
 from advex.core.errors import Cancelled
 from engine_runs import resolve, run_attack
 
 N = 64
+
+
+def assert_same_as_cleverhans(ours, direct):
+    """The engine runs CleverHans' ops compiled (compiled.py); a compiled
+    graph may sum in another order (the L2 normalisation), so equal to
+    float32 round-off, not bit for bit."""
+    np.testing.assert_allclose(ours, direct, rtol=0, atol=2e-6)
 
 
 def spec(**fields):
@@ -36,7 +43,7 @@ def test_fgsm_equals_cleverhans(model, dataset, norm, eps):
         model.logits_fn, tf.constant(x), eps, np.inf if norm == "inf" else 2,
         clip_min=0.0, clip_max=1.0, y=tf.constant(y), targeted=False,
     ).numpy()
-    assert np.array_equal(out["adversarial"][:32], direct)
+    assert_same_as_cleverhans(out["adversarial"][:32], direct)
     assert not np.array_equal(direct, x)
 
 
@@ -50,7 +57,7 @@ def test_pgd_without_random_start_equals_cleverhans(model, dataset):
         model.logits_fn, tf.constant(dataset.x), 0.2, attack.step_size, 5, np.inf,
         clip_min=0.0, clip_max=1.0, y=tf.constant(dataset.y), targeted=False, rand_init=False,
     ).numpy()
-    assert np.array_equal(out["adversarial"], direct)
+    assert_same_as_cleverhans(out["adversarial"], direct)
 
 
 def test_pgd_breaks_the_model_within_budget_and_reproduces(model, dataset):
@@ -97,12 +104,29 @@ def test_l2_pgd_stays_in_the_l2_ball(model, dataset):
     assert out["l2"].max() <= 1.0 + 1e-5 and out["l0"].max() > 0
 
 
-def test_should_stop_cancels_between_steps(model, dataset):
+def test_should_stop_cancels_between_chunks(model, dataset):
+    """Steps run in compiled chunks; should_stop is asked before each one,
+    and no chunk starts after it said stop."""
     passes = []
     with pytest.raises(Cancelled, match="cancelled"):
-        run(model, dataset, spec(attack="pgd", eps=0.1, steps=50), should_stop=lambda: len(passes) >= 3,
+        run(model, dataset, spec(attack="pgd", eps=0.1, steps=5000), should_stop=lambda: len(passes) >= 3,
             on_passes=passes.append)
     assert len(passes) == 3
+    # One step first (it traces), then chunks of many steps each.
+    assert passes[0] == 1 and passes[1] > 1
+
+
+def test_chunks_hold_the_same_steps_as_single_steps(model, dataset, monkeypatch):
+    """Chunking changes when Python looks, never the result."""
+    attack = spec(attack="mim", eps=0.1, steps=12)
+    passes = []
+    _, chunked = run(model, dataset, attack, on_passes=passes.append)
+    assert max(passes) > 1 and sum(passes) == 12 * 2
+    monkeypatch.setattr(compiled, "CHUNK_SECONDS", 0.0)  # one step per call
+    passes.clear()
+    _, single = run(model, dataset, attack, on_passes=passes.append)
+    assert passes == [1] * 24
+    np.testing.assert_array_equal(chunked["adversarial"], single["adversarial"])
 
 
 def test_perturbation_norms_tolerance():
@@ -127,7 +151,7 @@ def test_bim_and_mim_equal_cleverhans(model, dataset, norm, eps, step_size):
         model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=y, targeted=False,
         rand_init=False,
     ).numpy()
-    assert np.array_equal(bim["adversarial"], direct)
+    assert_same_as_cleverhans(bim["adversarial"], direct)
 
     mim_spec = spec(attack="mim", norm=norm, eps=eps, steps=5, step_size=step_size, decay=0.8)
     _, mim = run(model, dataset, mim_spec, batch_size=N)
@@ -135,7 +159,7 @@ def test_bim_and_mim_equal_cleverhans(model, dataset, norm, eps, step_size):
         model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=y, targeted=False,
         decay_factor=0.8,
     ).numpy()
-    np.testing.assert_allclose(mim["adversarial"], direct, atol=1e-6)
+    assert_same_as_cleverhans(mim["adversarial"], direct)
     assert not np.allclose(direct, dataset.x)
 
 
@@ -167,7 +191,8 @@ def test_restarts_never_weaken_pgd_and_cost_their_passes(model, dataset):
     assert sum(passes) == 15 * 2  # every restart of both batches of 32
 
 
-def test_mim_stops_within_a_step(model, dataset):
+def test_mim_stops_within_a_step_when_chunks_are_single_steps(model, dataset, monkeypatch):
+    monkeypatch.setattr(compiled, "CHUNK_SECONDS", 0.0)
     calls = []
 
     def should_stop():
@@ -193,20 +218,20 @@ def test_targeted_fgsm_bim_and_mim_equal_cleverhans(model, dataset, norm, eps, s
     direct = fast_gradient_method(
         model.logits_fn, x, eps, order, clip_min=0.0, clip_max=1.0, y=t, targeted=True
     ).numpy()
-    assert np.array_equal(fgsm["adversarial"], direct)
+    assert_same_as_cleverhans(fgsm["adversarial"], direct)
     _, bim = run(model, dataset, spec(attack="bim", norm=norm, eps=eps, steps=5, step_size=step_size, target="3"),
                  batch_size=N)
     direct = projected_gradient_descent(
         model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=t, targeted=True,
         rand_init=False,
     ).numpy()
-    assert np.array_equal(bim["adversarial"], direct)
+    assert_same_as_cleverhans(bim["adversarial"], direct)
     _, mim = run(model, dataset, spec(attack="mim", norm=norm, eps=eps, steps=5, step_size=step_size, target="3"),
                  batch_size=N)
     direct = momentum_iterative_method(
         model.logits_fn, x, eps, step_size, 5, order, clip_min=0.0, clip_max=1.0, y=t, targeted=True,
     ).numpy()
-    np.testing.assert_allclose(mim["adversarial"], direct, atol=1e-6)
+    assert_same_as_cleverhans(mim["adversarial"], direct)
 
 
 @pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd", "mim"])

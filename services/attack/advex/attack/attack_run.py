@@ -43,6 +43,26 @@ class AttackRun:
     first: int  # dataset index of the batch's first sample
     should_stop: Callable[[], bool]
     on_passes: Callable[[int], None]
+    # The model's compiled loops (compiled.Kernels), and the rows every
+    # compiled call gets (the batch padded to the request's batch size, so
+    # one trace serves every batch). None / 0: made for this run alone.
+    kernels: object | None = None
+    rows: int = 0
+
+    def kernel(self, kind: str):
+        """The compiled loop `kind` for this run's norm, goal and shape."""
+        from advex.attack.compiled import Kernels
+
+        if self.kernels is None:
+            object.__setattr__(self, "kernels", Kernels(self.logits_fn))
+        shape = (max(self.rows, self.n), *self.x.shape[1:])
+        return self.kernels.get(kind, self.attack.norm, self.targeted, tuple(int(d) for d in shape))
+
+    def padded(self, tensor):
+        """`tensor` padded with zero rows to the compiled shape."""
+        from advex.attack.compiled import pad
+
+        return pad(tensor, max(self.rows, self.n))
 
     @property
     def n(self) -> int:

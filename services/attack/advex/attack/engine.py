@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from advex.attack import apgd, carlini_wagner, spsa
+from advex.attack.compiled import run_chunks
 from advex.attack.attack_run import AttackRun, choose_targets, random_start, with_restarts
 from advex.attack.datasets import Dataset
 from advex.attack.models import LoadedModel
@@ -108,7 +109,7 @@ def run_evasion(
             )
         run = AttackRun(
             logits_fn, x, y, None if targets is None else tf.constant(targets), attack, clip_min, clip_max, seed,
-            first, should_stop, on_passes,
+            first, should_stop, on_passes, kernels=model.kernels, rows=min(batch_size, stop - start),
         )
         x_adv = _attack(run)
         adv = x_adv.numpy()
@@ -143,14 +144,11 @@ def _attack(run: AttackRun):
 
 
 def _fgsm(run: AttackRun):
-    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
-
-    x_adv = fast_gradient_method(
-        run.logits_fn, run.x, run.attack.eps, run.norm, clip_min=run.clip_min, clip_max=run.clip_max, y=run.goal,
-        targeted=run.targeted,
-    )
+    """CleverHans' fast_gradient_method, compiled (compiled.py)."""
+    fgsm = run.kernel("fgsm")
+    x_adv = fgsm(run.padded(run.x), run.padded(run.goal), run.attack.eps, run.clip_min, run.clip_max)
     run.on_passes(1)
-    return x_adv
+    return x_adv[: run.n]
 
 
 def _pgd(run: AttackRun):
@@ -160,42 +158,39 @@ def _pgd(run: AttackRun):
 
 
 def _pgd_once(run: AttackRun, restart: int):
-    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
-
+    """CleverHans' projected_gradient_descent loop (a fast_gradient_method
+    step, clip_eta, the clip range), compiled and run in chunks."""
     attack = run.attack
-    x_adv = run.random_start(restart) if attack.random_init else run.x
-    for step in range(attack.steps):
-        run.step(step, restart)
-        x_adv = fast_gradient_method(
-            run.logits_fn, x_adv, attack.step_size, run.norm, clip_min=run.clip_min, clip_max=run.clip_max,
-            y=run.goal, targeted=run.targeted,
-        )
-        x_adv = run.project(x_adv)
-        run.on_passes(1)
-    return x_adv
+    pgd = run.kernel("pgd")
+    x, goal = run.padded(run.x), run.padded(run.goal)
+    x_adv = [run.padded(run.random_start(restart) if attack.random_init else run.x)]
+
+    def steps(k: int) -> None:
+        x_adv[0] = pgd(x, x_adv[0], goal, k, attack.step_size, attack.eps, run.clip_min, run.clip_max)
+
+    run_chunks(attack.steps, lambda done: run.step(done, restart), steps, run.on_passes)
+    return x_adv[0][: run.n]
 
 
 def _mim(run: AttackRun):
-    """CleverHans' momentum_iterative_method, step by step (so it can stop
-    between steps): the gradient of the cross-entropy, normalised by its mean
+    """CleverHans' momentum_iterative_method loop, compiled and run in
+    chunks: the gradient of the cross-entropy, normalised by its mean
     absolute value, accumulated with decay, then a step of the momentum's
     sign (L-inf) or direction (L2)."""
     import tensorflow as tf
-    from cleverhans.tf2.attacks.momentum_iterative_method import loss_fn
-    from cleverhans.tf2.utils import compute_gradient, optimize_linear
 
     attack = run.attack
-    momentum = tf.zeros_like(run.x)
-    x_adv = run.x
-    for step in range(attack.steps):
-        run.step(step)
-        grad = compute_gradient(run.logits_fn, loss_fn, x_adv, run.goal, run.targeted)
-        axes = list(range(1, len(grad.shape)))
-        grad = grad / tf.math.maximum(tf.cast(1e-12, grad.dtype), tf.reduce_mean(tf.abs(grad), axes, keepdims=True))
-        momentum = attack.decay * momentum + grad
-        x_adv = run.project(x_adv + optimize_linear(momentum, attack.step_size, run.norm))
-        run.on_passes(1)
-    return x_adv
+    mim = run.kernel("mim")
+    x, goal = run.padded(run.x), run.padded(run.goal)
+    state = [x, tf.zeros_like(x)]
+
+    def steps(k: int) -> None:
+        state[:] = mim(
+            x, state[0], state[1], goal, k, attack.step_size, attack.eps, attack.decay, run.clip_min, run.clip_max
+        )
+
+    run_chunks(attack.steps, run.step, steps, run.on_passes)
+    return state[0][: run.n]
 
 
 # Attack name -> its computation; one entry per attack_specs.ATTACKS.

@@ -27,7 +27,7 @@ import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,15 @@ class LoadedModel:
     # Maps a float32 batch (tf.Tensor) to logits (tf.Tensor (n, classes)).
     logits_fn: Callable[[Any], Any]
     keras_model: Any
+    # The compiled attack loops of logits_fn (advex.attack.compiled), made
+    # on first use and gone with the model.
+    kernels: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kernels is None:
+            from advex.attack.compiled import Kernels
+
+            object.__setattr__(self, "kernels", Kernels(self.logits_fn))
 
 
 def load_model(path: str | Path, limits: ModelLimits = ModelLimits()) -> LoadedModel:
