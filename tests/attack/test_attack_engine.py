@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -264,3 +266,24 @@ def test_target_modes():
 def test_untargeted_batches_carry_no_targets(model, dataset):
     batches, _ = run(model, dataset, spec(attack="fgsm", eps=0.1))
     assert all(b.targets is None for b in batches)
+
+
+def test_batch_size_follows_the_model_and_the_memory(model):
+    """The digits CNN is tiny: the cap. A model with big activations gets
+    fewer rows, a power of two; one too big for the budget gets one row."""
+    assert model.summary.activation_elements > 0
+    assert engine.auto_batch_size(model.summary, 1024**3) == engine.MAX_AUTO_BATCH
+    big = dataclasses.replace(model.summary, input_shape=(224, 224, 3), activation_elements=10_000_000)
+    rows = engine.auto_batch_size(big, 1024**3)
+    assert rows == 8  # 1 GiB / (12 bytes x (10M + 4 x 150528) values) = 8.4
+    assert engine.auto_batch_size(big, 1000) == 1
+
+
+def test_attack_config_batch_size_zero_means_chosen(monkeypatch):
+    from advex.attack.config import AttackConfig
+
+    assert AttackConfig.from_env({}).batch_size == 0
+    config = AttackConfig.from_env({"ADVEX_ATTACK_BATCH_SIZE": "64", "ADVEX_ATTACK_MEMORY_BYTES": "1000"})
+    assert (config.batch_size, config.attack_memory_bytes) == (64, 1000)
+    with pytest.raises(ValueError, match="ADVEX_ATTACK_BATCH_SIZE must be >= 0"):
+        AttackConfig.from_env({"ADVEX_ATTACK_BATCH_SIZE": "-1"})

@@ -14,8 +14,12 @@ class AttackConfig:
     # Downloaded models and datasets, named by their SHA-256, so a shard that
     # comes back to this replica does not download them again.
     cache_dir: str = "var/attack-cache"
-    # Samples per forward/backward pass when a request leaves it at 0.
-    batch_size: int = 128
+    # Samples per forward/backward pass when a request leaves it at 0; 0
+    # here: chosen per model from attack_memory_bytes (engine.auto_batch_size).
+    batch_size: int = 0
+    # The memory one attack batch may use for the model's activations and
+    # their gradients, when the batch size is chosen automatically.
+    attack_memory_bytes: int = 1024**3
     max_download_bytes: int = 2 * 1024**3
     # Loaded models kept in memory (each holds its weights and a logits copy).
     model_cache_size: int = 4
@@ -32,8 +36,10 @@ class AttackConfig:
     max_dataset_bytes: int = 4 * 1024**3
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("ADVEX_ATTACK_BATCH_SIZE must be >= 1")
+        if self.batch_size < 0:
+            raise ValueError("ADVEX_ATTACK_BATCH_SIZE must be >= 0 (0: chosen per model)")
+        if self.attack_memory_bytes < 1:
+            raise ValueError("ADVEX_ATTACK_MEMORY_BYTES must be >= 1")
         if self.max_download_bytes < 1:
             raise ValueError("ADVEX_MAX_DOWNLOAD_BYTES must be >= 1")
         if self.model_cache_size < 1:
@@ -58,6 +64,7 @@ class AttackConfig:
             address=env.text("ADVEX_ATTACK_ADDR", defaults.address),
             cache_dir=env.text("ADVEX_ATTACK_CACHE_DIR", defaults.cache_dir),
             batch_size=env.integer("ADVEX_ATTACK_BATCH_SIZE", defaults.batch_size),
+            attack_memory_bytes=env.integer("ADVEX_ATTACK_MEMORY_BYTES", defaults.attack_memory_bytes),
             max_download_bytes=env.integer("ADVEX_MAX_DOWNLOAD_BYTES", defaults.max_download_bytes),
             model_cache_size=env.integer("ADVEX_ATTACK_MODEL_CACHE", defaults.model_cache_size),
             max_input_elements=env.integer("ADVEX_ATTACK_MAX_INPUT_ELEMENTS", defaults.max_input_elements),

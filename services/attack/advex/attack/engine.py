@@ -33,6 +33,7 @@ in x + eta - eta is below that, any deliberate change is far above it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -46,9 +47,16 @@ from advex.attack.models import LoadedModel
 from advex.core.attack_specs import ResolvedAttack
 from advex.core.errors import Cancelled, InvalidArgument
 
-__all__ = ["EvasionBatch", "perturbation_norms", "random_start", "run_evasion"]
+__all__ = ["EvasionBatch", "auto_batch_size", "perturbation_norms", "random_start", "run_evasion"]
 
 L0_RELATIVE_TOLERANCE = 1e-6
+# Bounds of an automatically chosen batch: past 1024 a CPU gains nothing
+# (measured on the digits CNN: 64 -> 256 rows doubles images per second,
+# 256 -> 1024 adds under 10%), and cancel and progress get coarse.
+MAX_AUTO_BATCH = 1024
+# Bytes a forward+backward pass holds per activation value: the float32
+# output, its gradient, and a working copy.
+BYTES_PER_ACTIVATION = 12
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,17 @@ class EvasionBatch:
     @property
     def n(self) -> int:
         return int(self.labels.shape[0])
+
+
+def auto_batch_size(summary, memory_bytes: int) -> int:
+    """Rows per batch for `summary`'s model within `memory_bytes`: a power of
+    two, 1..MAX_AUTO_BATCH. Per sample a pass holds every layer's output and
+    its gradient, and the attack a few copies of the input (x, x_adv, the
+    gradient, momentum or the best point so far)."""
+    inputs = math.prod(16 if d is None else int(d) for d in summary.input_shape)
+    per_sample = BYTES_PER_ACTIVATION * (summary.activation_elements + 4 * inputs)
+    rows = max(1, min(MAX_AUTO_BATCH, memory_bytes // max(1, per_sample)))
+    return 1 << (rows.bit_length() - 1)
 
 
 def run_evasion(
@@ -101,7 +120,8 @@ def run_evasion(
         x_np, y_np = dataset.batch(first, min(first + batch_size, stop))
         x = tf.constant(x_np, dtype=tf.float32)
         y = tf.constant(y_np, dtype=tf.int64)
-        clean_logits = logits_fn(x)
+        rows = min(batch_size, stop - start)
+        clean_logits = model.kernels.logits(x, rows)
         targets = None
         if attack.targeted:
             targets = choose_targets(
@@ -109,7 +129,7 @@ def run_evasion(
             )
         run = AttackRun(
             logits_fn, x, y, None if targets is None else tf.constant(targets), attack, clip_min, clip_max, seed,
-            first, should_stop, on_passes, kernels=model.kernels, rows=min(batch_size, stop - start),
+            first, should_stop, on_passes, kernels=model.kernels, rows=rows,
         )
         x_adv = _attack(run)
         adv = x_adv.numpy()
@@ -122,7 +142,7 @@ def run_evasion(
                 adv[beyond] = x_np[beyond]
                 linf, l2, l0 = perturbation_norms(adv, x_np, clip_min, clip_max)
                 x_adv = tf.constant(adv)
-        adv_logits = logits_fn(x_adv)
+        adv_logits = model.kernels.logits(x_adv, rows)
         yield EvasionBatch(
             first_sample=first,
             labels=y_np.astype(np.int64, copy=False),

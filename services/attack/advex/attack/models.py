@@ -79,6 +79,9 @@ class ModelSummary:
     outputs_probabilities: bool
     logits_source: str  # NATIVE, STRIPPED_SOFTMAX or LOG_PROBABILITIES
     parameter_count: int
+    # Values per sample over every layer's output (free dimensions as 16):
+    # what a forward+backward pass holds per sample, for the batch size.
+    activation_elements: int = 0
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,7 @@ def _inspect_model(model, limits: ModelLimits) -> LoadedModel:
         raise ResourceExhausted(
             _too_big("the model", parameters, limits.max_parameters, "ADVEX_ATTACK_MAX_PARAMETERS", "parameters")
         )
-    _check_activations(model, keras, limits)
+    activation_elements = _check_activations(model, keras, limits)
 
     probe = np.random.default_rng(0).random(
         (_PROBE_ROWS, *(_PROBE_FREE_DIM if d is None else d for d in input_shape)), dtype=np.float32
@@ -374,12 +377,15 @@ def _inspect_model(model, limits: ModelLimits) -> LoadedModel:
         outputs_probabilities=source != NATIVE,
         logits_source=source,
         parameter_count=parameters,
+        activation_elements=activation_elements,
     )
     return LoadedModel(summary=summary, logits_fn=logits_fn, keras_model=model)
 
 
-def _check_activations(model, keras, limits: ModelLimits) -> None:
-    """ResourceExhausted when one layer's output is too big per sample, before the model runs."""
+def _check_activations(model, keras, limits: ModelLimits) -> int:
+    """ResourceExhausted when one layer's output is too big per sample,
+    before the model runs; else the values per sample over all outputs."""
+    total = 0
     stack = list(model.layers)
     while stack:
         layer = stack.pop()
@@ -394,6 +400,7 @@ def _check_activations(model, keras, limits: ModelLimits) -> None:
             if shape is None or len(shape) < 1:
                 continue
             elements = _elements(tuple(shape)[1:])
+            total += elements
             if elements > limits.max_activation_elements:
                 raise ResourceExhausted(
                     _too_big(
@@ -401,6 +408,7 @@ def _check_activations(model, keras, limits: ModelLimits) -> None:
                         limits.max_activation_elements, "ADVEX_ATTACK_MAX_ACTIVATION_ELEMENTS",
                     )
                 )
+    return total
 
 
 def _strip_softmax(model, keras):

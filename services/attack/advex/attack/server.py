@@ -93,6 +93,10 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         sha, path = self._fetch(location, "model", ".keras")
         return self._models.get(sha, lambda: models.load_model(path, self._limits))
 
+    def _batch_size(self, model: models.LoadedModel) -> int:
+        """ADVEX_ATTACK_BATCH_SIZE, or one chosen for the model and memory."""
+        return self._config.batch_size or engine.auto_batch_size(model.summary, self._config.attack_memory_bytes)
+
     def _dataset(self, location, what: str = "dataset") -> datasets.Dataset:
         if not location.url:
             raise InvalidArgument(f"{what} is required: pass its presigned GET URL, sha256 and size_bytes")
@@ -201,7 +205,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
             measured = models.load_model(path, self._limits)
         row_bytes = 8 + 2 * 4 * measured.summary.num_classes
         rows = tensors.rows_per_message(row_bytes, max_bytes)
-        for batch in poisoning.measure(measured, job.test, job.trigger, self._config.batch_size, should_stop):
+        for batch in poisoning.measure(measured, job.test, job.trigger, self._batch_size(measured), should_stop):
             for lo in range(0, batch.n, rows):
                 yield attack_service_pb2.RunPoisoningResponse(
                     records=records_pb2.PoisoningRecords(
@@ -244,10 +248,9 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         # Everything that needs no download is checked first.
         attack = attack_specs.resolve(request.attack)
         attack_specs.check_clip_range(request.clip_min, request.clip_max)
-        batch_size = request.batch_size or self._config.batch_size
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        if not 0 <= request.batch_size <= MAX_BATCH_SIZE:
             raise InvalidArgument(
-                f"batch_size must be between 1 and {MAX_BATCH_SIZE} (0: the server's default), got {batch_size}"
+                f"batch_size must be between 1 and {MAX_BATCH_SIZE} (0: the server's default), got {request.batch_size}"
             )
         max_bytes = _message_bound(request.max_message_bytes)
         if request.start < 0 or request.stop < 0:
@@ -258,6 +261,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         datasets.check_compatible(model.summary, dataset, request.clip_min, request.clip_max)
         attack_specs.check_for_model(attack, model.summary.num_classes)
         start, stop = datasets.resolve_range(dataset, request.start, request.stop)
+        batch_size = request.batch_size or self._batch_size(model)
         log.info("evasion %s on samples [%d, %d), batch %d", attack.label, start, stop, batch_size)
 
         # labels and targets int64 + two probability rows + three float32 norms.
