@@ -280,7 +280,7 @@ def test_model_cache_keeps_the_most_recently_used():
 
         return load
 
-    cache = models.ModelCache(capacity=2)
+    cache = models.DigestCache(capacity=2)
     assert cache.get("a", loader("a")) == "a"
     cache.get("b", loader("b"))
     cache.get("a", loader("a"))  # hit: "a" becomes the most recent

@@ -3,8 +3,16 @@
 An npz holds `x` (N, H, W, C) or (N, H, W) as uint8 or float, and `y` (N,)
 integer labels; `class_names` is optional. It is read with
 allow_pickle=False, so it can never carry code. Samples are handed out by
-range [start, stop), so a lazy reader for datasets larger than memory can
-replace the in-memory one without changing callers.
+range [start, stop) as float32 (`Dataset.batch`).
+
+A dataset file is never read whole into memory (`load_dataset`): the labels
+are (8 bytes a sample), but the images stay on disk, memory-mapped in the
+dtype they were saved in: straight from the npz when its `x` member is
+stored uncompressed (numpy.savez), or from a copy decompressed in chunks
+beside it when the member is deflated (numpy.savez_compressed). One
+streaming pass checks the values are finite and finds their range. So the
+attack service's memory does not grow with the dataset: a batch at a time
+is cast to float32.
 
 An npz is a zip, so a few MB can inflate to many GB: each array's npy header
 is read first (`advex.core.npz_archive`, the reader storage uses too), and
@@ -17,6 +25,9 @@ image.
 
 from __future__ import annotations
 
+import os
+import struct
+import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -35,7 +46,9 @@ DEFAULT_MAX_DATASET_BYTES = 4 * 1024**3
 
 @dataclass(frozen=True)
 class Dataset:
-    x: np.ndarray  # float32 (N, H, W, C)
+    # (N, H, W, C): float32 in memory (from_arrays), or memory-mapped in the
+    # file's dtype (load_dataset); `batch` casts.
+    x: np.ndarray
     y: np.ndarray  # int64 (N,)
     source_dtype: str  # dtype of `x` in the file
     min_value: float
@@ -59,23 +72,89 @@ class Dataset:
 
     def batch(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(images float32, labels int64) of samples [start, stop)."""
-        return self.x[start:stop], self.y[start:stop]
+        return np.asarray(self.x[start:stop], dtype=np.float32), self.y[start:stop]
+
+
+_DATASET = "the dataset"
+_SAVE_DATASET = "save it with numpy.savez(path, x=..., y=...)"
+_SMALLER = "use fewer samples or split it into several datasets"
+# Bytes of images checked (finite, range) per step of the streaming pass.
+_SCAN_BYTES = 64 * 1024**2
 
 
 def load_dataset(path: str | Path, max_bytes: int = DEFAULT_MAX_DATASET_BYTES) -> Dataset:
-    def check(headers: dict[str, NpyHeader]) -> None:
-        _check_budget(headers["x"].shape, headers["y"].shape, max_bytes)
+    """The dataset in the npz at `path`, its images memory-mapped (see the
+    module's docstring); a deflated `x` is first decompressed in chunks to
+    `<path>.x.raw` (kept: the path names the file's content)."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise InvalidArgument(f"{_DATASET} is not a readable npz file (not a zip archive); {_SAVE_DATASET}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = _members(archive, _DATASET, _SAVE_DATASET)
+            missing = [name for name in ("x", "y") if name not in members]
+            if missing:
+                raise InvalidArgument(
+                    f"{_DATASET} npz lacks array(s) {', '.join(missing)}; it must hold x (images) and y (labels), "
+                    f"it holds {', '.join(sorted(members)) or 'nothing'}"
+                )
+            headers = {name: read_member_header(archive, members[name], name) for name in ("x", "y")}
+            _check_budget(headers["x"].shape, headers["y"].shape, max_bytes)
+            y = _read_array(archive, members["y"])
+            x_member, x_header = members["x"], headers["x"]
+            if x_member.compress_type == zipfile.ZIP_STORED:
+                offset, source = _stored_data_offset(path, x_member) + x_header.data_offset, path
+            else:
+                offset, source = 0, _decompressed(archive, x_member, x_header, path.with_name(path.name + ".x.raw"))
+        x = _map(source, offset, x_header)
+        return _checked(x, y, scan=True)
+    except (InvalidArgument, ResourceExhausted):
+        raise
+    except MemoryError:
+        raise out_of_memory(_DATASET, _SMALLER) from None
+    except ValueError as exc:
+        raise InvalidArgument(f"{_DATASET} is not a readable npz file: {exc}; {_SAVE_DATASET}") from None
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
+        raise InvalidArgument(f"{_DATASET} is not a readable npz file ({exc}); {_SAVE_DATASET}") from None
 
-    arrays = read_npz(
-        path,
-        ("x", "y"),
-        "the dataset",
-        "save it with numpy.savez(path, x=..., y=...)",
-        "it must hold x (images) and y (labels)",
-        check,
-        "use fewer samples or split it into several datasets",
+
+def _stored_data_offset(path: Path, member: zipfile.ZipInfo) -> int:
+    """Where an uncompressed member's bytes start in the file: after its
+    local header (30 bytes, the name, the extra field; read from the local
+    header itself, whose extra field may differ from the central one)."""
+    with open(path, "rb") as f:
+        f.seek(member.header_offset)
+        local = f.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise InvalidArgument(f"{_DATASET} npz has a damaged entry for {member.filename}; {_SAVE_DATASET}")
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    return member.header_offset + 30 + name_length + extra_length
+
+
+def _decompressed(archive: zipfile.ZipFile, member: zipfile.ZipInfo, header: NpyHeader, target: Path) -> Path:
+    """The member's data (after its npy header), inflated in chunks to
+    `target`, unless an earlier request did it already."""
+    if target.is_file() and target.stat().st_size == header.data_bytes:
+        return target
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with archive.open(member) as stream, open(partial, "wb") as out:
+            stream.read(header.data_offset)
+            while block := stream.read(_SCAN_BYTES):
+                out.write(block)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _map(source: Path, offset: int, header: NpyHeader) -> np.ndarray:
+    if header.data_bytes == 0:
+        return np.zeros(header.shape, dtype=header.dtype)
+    return np.memmap(
+        source, dtype=header.dtype, mode="r", offset=offset, shape=header.shape,
+        order="F" if header.fortran_order else "C",
     )
-    return from_arrays(arrays["x"], arrays["y"])
 
 
 def read_npz(
@@ -141,7 +220,14 @@ def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
 
 
 def from_arrays(x: np.ndarray, y: np.ndarray) -> Dataset:
-    """Checks images and labels in the documented layout and converts x to float32."""
+    """Checks images and labels in the documented layout and converts x to
+    float32 (in memory: tests, poisoning's perturbed sets)."""
+    return _checked(x, y, scan=False)
+
+
+def _checked(x: np.ndarray, y: np.ndarray, scan: bool) -> Dataset:
+    """The checks of the documented layout. `scan`: x is memory-mapped and
+    is checked in chunks, kept in its own dtype; else converted to float32."""
     if x.ndim == 3:
         # (N, H, W) greyscale: one channel.
         x = x[..., None]
@@ -156,16 +242,24 @@ def from_arrays(x: np.ndarray, y: np.ndarray) -> Dataset:
     if not np.issubdtype(y.dtype, np.integer):
         raise InvalidArgument(f"dataset y has dtype {y.dtype}; labels must be integers (class indices)")
     source_dtype = str(x.dtype)
-    x = x.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise InvalidArgument("dataset x contains NaN or infinite values")
+    if not scan:
+        x = x.astype(np.float32, copy=False)
+    low, high = _value_range(x)
     return Dataset(
-        x=x,
-        y=y.astype(np.int64, copy=False),
-        source_dtype=source_dtype,
-        min_value=float(x.min()),
-        max_value=float(x.max()),
+        x=x, y=y.astype(np.int64, copy=False), source_dtype=source_dtype, min_value=low, max_value=high
     )
+
+
+def _value_range(x: np.ndarray) -> tuple[float, float]:
+    """(min, max) of x, read in chunks; InvalidArgument on NaN or infinity."""
+    rows = max(1, _SCAN_BYTES // max(1, x[0].nbytes))
+    low, high = np.inf, -np.inf
+    for start in range(0, x.shape[0], rows):
+        part = np.asarray(x[start : start + rows])
+        if part.dtype.kind == "f" and not np.all(np.isfinite(part)):
+            raise InvalidArgument("dataset x contains NaN or infinite values")
+        low, high = min(low, float(part.min())), max(high, float(part.max()))
+    return low, high
 
 
 def check_compatible(model: ModelSummary, dataset: Dataset, clip_min: float, clip_max: float) -> None:

@@ -461,20 +461,21 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class ModelCache:
-    """The last few loaded models, by SHA-256; safe to share between threads.
+class DigestCache:
+    """The last few loaded models (or opened datasets), by SHA-256; safe to
+    share between threads.
 
     Loading happens outside the lock, so a slow load never blocks requests for
-    cached models; two simultaneous first loads of one model both load it and
-    the second result wins, which is harmless.
+    cached entries; two simultaneous first loads of one object both load it
+    and the second result wins, which is harmless.
     """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, sha256: str, load: Callable[[], LoadedModel]) -> LoadedModel:
+    def get(self, sha256: str, load: Callable[[], Any]) -> Any:
         with self._lock:
             model = self._models.get(sha256)
             if model is not None:

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # so a smaller bound would leave no room for data.
 MIN_MESSAGE_BYTES = 8192
 MAX_BATCH_SIZE = 65536
+# Opened datasets kept (each holds its labels and a memory map).
+DATASET_CACHE_SIZE = 16
 
 _LOGITS_SOURCE = {
     models.NATIVE: attack_service_pb2.LOGITS_SOURCE_NATIVE,
@@ -72,7 +74,8 @@ class Progress:
 class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
     def __init__(self, config: AttackConfig) -> None:
         self._config = config
-        self._models = models.ModelCache(config.model_cache_size)
+        self._models = models.DigestCache(config.model_cache_size)
+        self._datasets = models.DigestCache(DATASET_CACHE_SIZE)
         self._limits = models.ModelLimits(
             max_input_elements=config.max_input_elements,
             max_activation_elements=config.max_activation_elements,
@@ -100,8 +103,10 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
     def _dataset(self, location, what: str = "dataset") -> datasets.Dataset:
         if not location.url:
             raise InvalidArgument(f"{what} is required: pass its presigned GET URL, sha256 and size_bytes")
-        _, path = self._fetch(location, what, ".npz")
-        return datasets.load_dataset(path, self._config.max_dataset_bytes)
+        sha, path = self._fetch(location, what, ".npz")
+        # Opening is cheap (memory maps) but checks every value once: keep
+        # the opened datasets, as the models.
+        return self._datasets.get(sha, lambda: datasets.load_dataset(path, self._config.max_dataset_bytes))
 
     def InspectModel(self, request, context):
         model = self._model(request.model)
