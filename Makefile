@@ -48,6 +48,8 @@ api-baseline: venv
 	$(BIN)/buf build protos -o protos/api-baseline.binpb
 
 bench: venv
+	$(BIN)/python -m pip install -q -c constraints.txt -r bench/requirements.txt
+	$(BIN)/python bench/attack_throughput.py
 	$(BIN)/python bench/bench_attack.py
 
 clean:

@@ -1,0 +1,337 @@
+"""PGD-40 L-inf throughput, five ways, on the same model, data and budget.
+
+(a) the whole mesh: `advex up` on free loopback ports, wall time from
+    CreateEvaluation to the report (uploads excluded);
+(b) the engine in-process (`advex.attack.engine.run_evasion`);
+(c) CleverHans' tf2 `projected_gradient_descent`, called eagerly per batch;
+(d) the Adversarial Robustness Toolbox's `ProjectedGradientDescent` on the
+    model's logits (`pip install -r bench/requirements.txt`);
+(e) a bare compiled forward+backward pass of the model, times the steps: the
+    floor an attack of 40 steps cannot go below.
+
+Prints images per second for each, the ratios the issue asks for, and the
+robust accuracy of (a) to (d) (they must agree within 2 points). Two models:
+the digits CNN on the 1,797 digits tiled to 3,000 images, and a CIFAR-sized
+CNN (32x32x3, about 1M parameters, random weights, labels = its own clean
+predictions) on synthetic images. Then the attack service's peak RSS
+(VmHWM) attacking 10,000 and 100,000 synthetic 32x32x3 uint8 samples (one
+FGSM step each; the figure is about holding data, not computing).
+
+Run: `make bench`, or `.venv/bin/python bench/attack_throughput.py
+[--cifar-images N] [--skip-rss]`. Not a test: nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+EPS, STEPS = 8 / 255, 40
+STEP_SIZE = 2.5 * EPS / STEPS
+
+
+@dataclass
+class Figure:
+    name: str
+    seconds: float
+    images: int
+    robust_accuracy: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.images / self.seconds
+
+
+def digits_case(folder: Path):
+    """(model path, x, y): the demo CNN, and the 1,797 digits tiled to 3,000."""
+    from advex.cli import digits
+
+    model_path, _ = digits.demo_files(folder / "digits")
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.images.astype(np.float32) / 16.0)[..., None]
+    reps = int(np.ceil(3000 / len(x)))
+    return model_path, np.tile(x, (reps, 1, 1, 1))[:3000], np.tile(data.target, reps)[:3000].astype(np.int64)
+
+
+def cifar_model(folder: Path):
+    """A CIFAR-sized CNN (about 1M parameters), random weights, saved."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(128, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(128, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(256, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+    path = folder / "cifar_sized.keras"
+    model.save(path)
+    return path, model.count_params()
+
+
+def cifar_case(folder: Path, images: int):
+    from advex.attack import models
+
+    path, params = cifar_model(folder)
+    x = np.random.default_rng(0).random((images, 32, 32, 3), dtype=np.float32)
+    logits = models.load_model(path).logits_fn
+    y = np.concatenate([np.asarray(logits(x[i : i + 500])).argmax(1) for i in range(0, images, 500)]).astype(np.int64)
+    return path, x, y, params
+
+
+def robust(logits_fn, x_adv, y, batch: int) -> float:
+    predictions = np.concatenate([np.asarray(logits_fn(x_adv[i : i + batch])).argmax(1) for i in range(0, len(x_adv), batch)])
+    return float(np.mean(predictions == y))
+
+
+def engine_run(model, x, y, batch: int) -> Figure:
+    from advex.attack import datasets, engine
+    from advex.core import attack_specs
+    from advex.v1 import evasion_pb2
+
+    data = datasets.from_arrays(x, y)
+    attack = attack_specs.resolve(evasion_pb2.AttackSpec(attack="pgd", eps=EPS, steps=STEPS, step_size=STEP_SIZE))
+    started = time.perf_counter()
+    batches = list(engine.run_evasion(model, data, attack, 0.0, 1.0, 0, len(x), batch, 0, False, lambda: False))
+    seconds = time.perf_counter() - started
+    right = np.concatenate([b.adv_probs.argmax(1) == b.labels for b in batches])
+    return Figure("(b) engine in-process", seconds, len(x), float(right.mean()))
+
+
+def cleverhans_run(model, x, y, batch: int) -> Figure:
+    import tensorflow as tf
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    started = time.perf_counter()
+    adv = [
+        projected_gradient_descent(
+            model.logits_fn, tf.constant(x[i : i + batch]), EPS, STEP_SIZE, STEPS, np.inf, clip_min=0.0,
+            clip_max=1.0, y=tf.constant(y[i : i + batch]), rand_init=True, sanity_checks=False,
+        ).numpy()
+        for i in range(0, len(x), batch)
+    ]
+    seconds = time.perf_counter() - started
+    return Figure("(c) CleverHans eager", seconds, len(x), robust(model.logits_fn, np.concatenate(adv), y, batch))
+
+
+def art_run(model, x, y, batch: int) -> Figure | None:
+    try:
+        from art.attacks.evasion import ProjectedGradientDescent
+        from art.estimators.classification import TensorFlowV2Classifier
+    except ImportError:
+        print("(d) skipped: install the bench's requirements (pip install -r bench/requirements.txt)")
+        return None
+    import keras
+    import tensorflow as tf
+
+    logits_model = keras.Model(model.keras_model.inputs, model.logits_fn(model.keras_model.inputs[0]))
+    classifier = TensorFlowV2Classifier(
+        model=logits_model, nb_classes=model.summary.num_classes, input_shape=x.shape[1:],
+        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
+    )
+    attack = ProjectedGradientDescent(
+        classifier, norm=np.inf, eps=EPS, eps_step=STEP_SIZE, max_iter=STEPS, batch_size=batch, num_random_init=1,
+        verbose=False,
+    )
+    started = time.perf_counter()
+    adv = attack.generate(x=x, y=y)
+    seconds = time.perf_counter() - started
+    return Figure("(d) ART", seconds, len(x), robust(model.logits_fn, adv, y, batch))
+
+
+def bare_run(model, x, y, batch: int) -> Figure:
+    """One compiled forward+backward per step: the floor."""
+    import tensorflow as tf
+
+    logits_fn = model.logits_fn
+
+    @tf.function(reduce_retracing=True)
+    def forward_backward(images, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits_fn(images))
+        return tape.gradient(loss, images)
+
+    batches = [(tf.constant(x[i : i + batch]), tf.constant(y[i : i + batch])) for i in range(0, len(x), batch)]
+    forward_backward(*batches[0])
+    started = time.perf_counter()
+    for images, labels in batches:
+        for _ in range(STEPS):
+            grad = forward_backward(images, labels)
+    grad.numpy()
+    return Figure("(e) bare forward+backward x steps", time.perf_counter() - started, len(x))
+
+
+class Mesh:
+    """`advex up` in a temporary folder on free loopback ports."""
+
+    def __init__(self, folder: Path) -> None:
+        ports = [_free_port() for _ in range(4)]
+        names = ("GATEWAY", "STORAGE", "ATTACK", "SCORING")
+        self.env = {**os.environ, **{f"ADVEX_{n}_ADDR": f"127.0.0.1:{p}" for n, p in zip(names, ports)}}
+        self.gateway_address = self.env["ADVEX_GATEWAY_ADDR"]
+        self.log = open(folder / "mesh.log", "w+")
+        advex = Path(sys.executable).with_name("advex")
+        self.process = subprocess.Popen([str(advex), "up"], cwd=folder, env=self.env, stderr=self.log, stdout=self.log)
+        deadline = time.monotonic() + 300
+        while "mesh up" not in (folder / "mesh.log").read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"advex up failed:\n{(folder / 'mesh.log').read_text()}")
+            time.sleep(0.5)
+
+    def attack_pid(self) -> int:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                    cmdline = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid and b"advex.attack" in cmdline:
+                    return int(entry.name)
+        raise SystemExit("the attack service's process was not found")
+
+    def peak_rss_mib(self) -> float:
+        status = Path(f"/proc/{self.attack_pid()}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mesh_run(mesh: Mesh, folder: Path, model_path: Path, x, y, attack) -> Figure:
+    from advex.cli.client import Gateway, upload, watch
+    from advex.v1 import evasion_pb2, evaluation_pb2
+
+    data_path = folder / f"data-{len(x)}.npz"
+    np.savez(data_path, x=x, y=y)
+    gateway = Gateway.connect(mesh.gateway_address)
+    try:
+        model = upload(gateway, "model", Path(model_path))
+        dataset = upload(gateway, "dataset", data_path)
+        request = evaluation_pb2.CreateEvaluationRequest(
+            model=model.name, evasion=evasion_pb2.EvasionSpec(dataset=dataset.name, attacks=[attack], seed=0),
+            clip_min=0.0, clip_max=255.0 if x.dtype == np.uint8 else 1.0,
+        )
+        # Twice: the first run also traces the model's compiled functions
+        # (once per model and shape in the life of the service); the
+        # second is timed.
+        for _ in range(2):
+            started = time.perf_counter()
+            created = gateway.evaluations.CreateEvaluation(request).evaluation
+            final = list(watch(gateway, created.name))[-1]
+            seconds = time.perf_counter() - started
+        if final.state != evaluation_pb2.EVALUATION_STATE_SUCCEEDED:
+            raise SystemExit(f"the mesh evaluation ended {final.state}: {final.error}")
+        report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=created.name)).report
+    finally:
+        gateway.close()
+    data_path.unlink()
+    return Figure("(a) mesh, CreateEvaluation to report", seconds, len(x), report.evasion.attacks[0].adversarial_accuracy)
+
+
+def case(title: str, model_path: Path, x, y, folder: Path, mesh: Mesh | None) -> None:
+    from advex.attack import engine, models
+    from advex.v1 import evasion_pb2
+
+    model = models.load_model(model_path)
+    batch = engine.auto_batch_size(model.summary, 1024**3)
+    print(f"\n## {title}: {len(x)} images of {x.shape[1:]}, PGD-{STEPS} L-inf eps {EPS:.4f}, batch {batch} "
+          "(each way timed after one untimed run that traces)", flush=True)
+    figures = []
+    if mesh is not None:
+        pgd = evasion_pb2.AttackSpec(attack="pgd", eps=EPS, steps=STEPS, step_size=STEP_SIZE)
+        figures.append(mesh_run(mesh, folder, model_path, x, y, pgd))
+        print(f"  {figures[-1].name}: {figures[-1].seconds:.1f} s", flush=True)
+    for run in (engine_run, cleverhans_run, art_run, bare_run):
+        # Untimed, on one batch: every way traces its functions once per
+        # shape, which a long-running service pays once.
+        run(model, x[:batch], y[:batch], batch)
+        figure = run(model, x, y, batch)
+        if figure is not None:
+            figures.append(figure)
+            print(f"  {figure.name}: {figure.seconds:.1f} s", flush=True)
+    print("\n| way | images/s | robust accuracy |\n|---|---|---|")
+    for f in figures:
+        accuracy = "" if f.robust_accuracy is None else f"{f.robust_accuracy:.4f}"
+        print(f"| {f.name} | {f.per_second:.0f} | {accuracy} |")
+    by = {f.name[:3]: f for f in figures}
+
+    def ratio(a: str, b: str) -> str:
+        return f"{by[a].per_second / by[b].per_second:.2f}x" if a in by and b in by else "n/a"
+
+    print(f"\n(a)/(d) {ratio('(a)', '(d)')} (target >= 10x); (a)/(b) {ratio('(a)', '(b)')} (target >= 0.85); "
+          f"(e)/(b) {ratio('(e)', '(b)')} (target <= 1.3); (b)/(c) {ratio('(b)', '(c)')}")
+    accuracies = [f.robust_accuracy for f in figures if f.robust_accuracy is not None]
+    print(f"robust accuracies span {100 * (max(accuracies) - min(accuracies)):.1f} points (must be <= 2)", flush=True)
+
+
+def rss(mesh: Mesh, folder: Path, model_path: Path) -> None:
+    from advex.v1 import evasion_pb2
+
+    print("\n## attack service peak RSS (VmHWM), one FGSM step over synthetic 32x32x3 uint8 images")
+    rng = np.random.default_rng(1)
+    for count in (10_000, 100_000):
+        x = rng.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8)
+        y = rng.integers(0, 10, size=count).astype(np.int64)
+        figure = mesh_run(mesh, folder, model_path, x, y, evasion_pb2.AttackSpec(attack="fgsm", eps=8.0))
+        print(f"  {count} samples: peak RSS {mesh.peak_rss_mib():.0f} MiB after it ({figure.seconds:.1f} s)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cifar-images", type=int, default=10_000)
+    parser.add_argument("--skip-mesh", action="store_true", help="leave out (a) and the RSS figures")
+    parser.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args()
+    import tensorflow as tf
+
+    print(f"machine: {os.cpu_count()} CPUs; TensorFlow {tf.__version__}; devices "
+          f"{[d.device_type for d in tf.config.list_physical_devices()]}; Keras backend "
+          f"{os.environ.get('KERAS_BACKEND', 'tensorflow')}")
+    with tempfile.TemporaryDirectory(prefix="advex-throughput-") as scratch:
+        folder = Path(scratch)
+        mesh = None if args.skip_mesh else Mesh(folder)
+        try:
+            model_path, x, y = digits_case(folder)
+            case("digits CNN", model_path, x, y, folder, mesh)
+            cifar_path, x, y, params = cifar_case(folder, args.cifar_images)
+            case(f"CIFAR-sized CNN ({params} parameters)", cifar_path, x, y, folder, mesh)
+            if mesh is not None and not args.skip_rss:
+                rss(mesh, folder, cifar_path)
+        finally:
+            if mesh is not None:
+                mesh.close()
+
+
+if __name__ == "__main__":
+    main()
