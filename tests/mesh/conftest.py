@@ -20,11 +20,12 @@ from advex.storage.server import create_server as create_storage
 from loopback_s3 import S3_CREDENTIALS
 
 
-
 @dataclass
 class Mesh:
     gateway_config: GatewayConfig
     servers: dict = field(default_factory=dict)
+    # Where the attack service keeps what it downloaded, named by SHA-256.
+    attack_cache: Path | None = None
 
     @property
     def gateway_address(self) -> str:
@@ -70,6 +71,7 @@ def mesh(s3_endpoint, tmp_path_factory):
             instance_id="test-gateway",
         ),
         servers,
+        attack_cache=work / "attack-cache",
     )
     gateway = mesh.start_gateway()
     gateway.close()

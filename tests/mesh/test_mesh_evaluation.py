@@ -266,3 +266,27 @@ def test_bim_mim_and_pgd_restarts_run_through_the_mesh(gateway, uploaded_digits)
     for attack in report.attacks:
         assert attack.adversarial_accuracy < report.clean_accuracy and attack.perturbation_linf_mean <= 0.2 + 1e-6
     assert report.worst_case[0].attacks == ["bim", "mim", "pgd"]
+
+
+def test_create_evaluation_checks_the_dataset_from_its_metadata(mesh, gateway, uploaded_digits, digits_split, tmp_path):
+    """Storage records the value range at upload; CreateEvaluation checks the
+    clip range, shapes and labels against it without the attack service
+    downloading or reading the dataset."""
+    model, _ = uploaded_digits
+    path = tmp_path / "half.npz"
+    x = digits_split.x_test[:50] * 0.5
+    np.savez(path, x=x, y=digits_split.y_test[:50])
+    dataset = upload(gateway, "dataset", path)
+    assert (dataset.dataset.min_value, dataset.dataset.max_value) == (0.0, pytest.approx(float(x.max())))
+    cached = mesh.attack_cache / f"{dataset.sha256}.npz"
+    attack = [evasion_pb2.AttackSpec(attack="fgsm", eps=0.1)]
+    error = rpc_error(
+        gateway.evaluations.CreateEvaluation,
+        evasion_request(model.name, dataset.name, attacks=attack, clip_min=0.0, clip_max=0.25),
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "dataset values span 0..0.5 but the clip range is 0..0.25" in error.details()
+    assert not cached.exists(), "CreateEvaluation made the attack service fetch the dataset"
+    final = _run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attack, clip_min=0.0, clip_max=1.0))
+    assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
+    assert final.evasion.samples == 50 and cached.exists()

@@ -19,6 +19,7 @@ from numpy.lib import format as npy_format
 from advex.core.errors import ResourceExhausted
 from advex.storage.verify import (
     DEFAULT_MAX_DATASET_BYTES,
+    DatasetSummary,
     TooLarge,
     VerificationError,
     ZipLimits,
@@ -311,6 +312,17 @@ def test_real_dataset_summary(digits_files):
     summary = verify_dataset(digits_files[1])
     assert (summary.samples, summary.image_shape, summary.dtype) == (359, (8, 8, 1), "float32")
     assert summary.class_names == tuple(str(d) for d in range(10))
+    assert (summary.min_value, summary.max_value) == (0.0, 1.0)
+
+
+def test_value_range_is_recorded_as_float32_and_old_summaries_lack_it(tmp_path):
+    path = tmp_path / "v.npz"
+    np.savez(path, x=np.array([0.1, -2.5, 3.0000000001, 7.0]).reshape(4, 1, 1, 1), y=np.arange(4))
+    summary = verify_dataset(path)
+    assert (summary.min_value, summary.max_value) == (-2.5, float(np.float32(7.0)))
+    assert DatasetSummary.from_json(summary.to_json()) == summary
+    old = {k: v for k, v in summary.to_json().items() if k not in ("min_value", "max_value")}
+    assert DatasetSummary.from_json(old).min_value is None
 
 
 def test_uint8_compressed_dataset_without_class_names(tmp_path):

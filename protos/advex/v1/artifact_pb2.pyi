@@ -33,20 +33,24 @@ ARTIFACT_STATE_READY: ArtifactState
 ARTIFACT_STATE_REJECTED: ArtifactState
 
 class DatasetSummary(_message.Message):
-    __slots__ = ("samples", "image_shape", "dtype", "min_label", "max_label", "class_names")
+    __slots__ = ("samples", "image_shape", "dtype", "min_label", "max_label", "class_names", "min_value", "max_value")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SHAPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     MIN_LABEL_FIELD_NUMBER: _ClassVar[int]
     MAX_LABEL_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    MIN_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_VALUE_FIELD_NUMBER: _ClassVar[int]
     samples: int
     image_shape: _containers.RepeatedScalarFieldContainer[int]
     dtype: str
     min_label: int
     max_label: int
     class_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, samples: _Optional[int] = ..., image_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., min_label: _Optional[int] = ..., max_label: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    min_value: float
+    max_value: float
+    def __init__(self, samples: _Optional[int] = ..., image_shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., min_label: _Optional[int] = ..., max_label: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ..., min_value: _Optional[float] = ..., max_value: _Optional[float] = ...) -> None: ...
 
 class PatternSummary(_message.Message):
     __slots__ = ("pattern_shape", "mask_shape", "min_value", "max_value")

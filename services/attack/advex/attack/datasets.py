@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from advex.core import compatibility
 from advex.core.errors import InvalidArgument, ResourceExhausted
 from advex.core.npz_archive import NpyHeader, check_images_budget, read_member_header
 from advex.attack.models import ModelSummary, out_of_memory
@@ -258,31 +259,17 @@ def _value_range(x: np.ndarray) -> tuple[float, float]:
         part = np.asarray(x[start : start + rows])
         if part.dtype.kind == "f" and not np.all(np.isfinite(part)):
             raise InvalidArgument("dataset x contains NaN or infinite values")
-        low, high = min(low, float(part.min())), max(high, float(part.max()))
+        # As float32, the values batches hold (as storage records them).
+        low, high = min(low, float(np.float32(part.min()))), max(high, float(np.float32(part.max())))
     return low, high
 
 
 def check_compatible(model: ModelSummary, dataset: Dataset, clip_min: float, clip_max: float) -> None:
     """InvalidArgument, saying what to fix, unless `dataset` can be attacked on `model`."""
-    image, expected = dataset.image_shape, model.input_shape
-    if len(image) != len(expected) or any(e is not None and e != d for d, e in zip(image, expected)):
-        raise InvalidArgument(
-            f"dataset images are {_shape(image)} but the model expects {_shape(expected)} inputs; "
-            "resize the images or choose the model they were made for"
-        )
-    if dataset.min_label < 0 or dataset.max_label >= model.num_classes:
-        raise InvalidArgument(
-            f"labels {dataset.min_label}..{dataset.max_label} are outside the model's {model.num_classes} "
-            f"classes (0..{model.num_classes - 1}); labels must be class indices of the model's output"
-        )
-    if dataset.min_value < clip_min or dataset.max_value > clip_max:
-        hint = f"pass clip_max={_num(dataset.max_value)}" if dataset.max_value > clip_max else (
-            f"pass clip_min={_num(dataset.min_value)}"
-        )
-        raise InvalidArgument(
-            f"dataset values span {_num(dataset.min_value)}..{_num(dataset.max_value)} but the clip range is "
-            f"{_num(clip_min)}..{_num(clip_max)}; {hint} or rescale the images to the range the model was trained on"
-        )
+    compatibility.check(
+        model.input_shape, model.num_classes, dataset.image_shape, dataset.min_label, dataset.max_label,
+        dataset.min_value, dataset.max_value, clip_min, clip_max,
+    )
 
 
 def resolve_range(dataset: Dataset, start: int, stop: int) -> tuple[int, int]:
@@ -295,11 +282,3 @@ def resolve_range(dataset: Dataset, start: int, stop: int) -> tuple[int, int]:
             f"use 0 <= start < stop <= {n} (stop 0 means {n})"
         )
     return start, stop
-
-
-def _shape(shape: tuple[int | None, ...]) -> str:
-    return "x".join("any" if d is None else str(d) for d in shape)
-
-
-def _num(value: float) -> str:
-    return f"{value:g}"

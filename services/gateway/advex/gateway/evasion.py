@@ -36,8 +36,8 @@ def validate(
     if spec.max_samples < 0:
         raise InvalidArgument(f"evasion.max_samples must be >= 0 (0 means all), got {spec.max_samples}")
     checks.require_artifact(model, "model", artifact_pb2.ARTIFACT_KIND_MODEL)
-    checks.require_artifact(spec.dataset, "evasion.dataset", artifact_pb2.ARTIFACT_KIND_DATASET)
-    info = checks.compatibility(model, spec.dataset, clip_min, clip_max)
+    dataset = checks.require_artifact(spec.dataset, "evasion.dataset", artifact_pb2.ARTIFACT_KIND_DATASET)
+    info = checks.compatibility(model, dataset, clip_min, clip_max)
     for i, r in enumerate(resolved):
         check_for_model(r, info.model.num_classes, where=f"evasion.attacks[{i}]")
     samples = info.dataset.samples if spec.max_samples == 0 else min(spec.max_samples, info.dataset.samples)

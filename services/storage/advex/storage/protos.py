@@ -27,6 +27,8 @@ def dataset_summary_proto(summary: DatasetSummary) -> artifact_pb2.DatasetSummar
         min_label=summary.min_label,
         max_label=summary.max_label,
         class_names=summary.class_names,
+        min_value=summary.min_value,
+        max_value=summary.max_value,
     )
 
 

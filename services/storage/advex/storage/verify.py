@@ -135,6 +135,9 @@ class DatasetSummary:
     min_label: int
     max_label: int
     class_names: tuple[str, ...] = ()
+    # Of x; None in summaries recorded before storage kept them.
+    min_value: float | None = None
+    max_value: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +151,8 @@ class DatasetSummary:
             min_label=data["min_label"],
             max_label=data["max_label"],
             class_names=tuple(data.get("class_names", ())),
+            min_value=data.get("min_value"),
+            max_value=data.get("max_value"),
         )
 
 
@@ -406,6 +411,7 @@ def verify_dataset(path: Path, limits: ZipLimits = ZipLimits()) -> DatasetSummar
             _check_dataset_size(shape, limits)
             check_data_size(x)
             float32_max = float(np.finfo(np.float32).max)
+            low_value, high_value = math.inf, -math.inf
             for block in _blocks(stream, shape, dtype, "x"):
                 if dtype.kind == "f" and not np.isfinite(block).all():
                     raise VerificationError("x contains NaN or infinite values; every pixel must be a finite number")
@@ -414,6 +420,9 @@ def verify_dataset(path: Path, limits: ZipLimits = ZipLimits()) -> DatasetSummar
                         f"x contains values beyond float32's range (|v| > {float32_max:.4g}); attacks run in "
                         "float32; scale the images, e.g. to [0, 1] or [0, 255]"
                     )
+                # As float32, the values attacks see.
+                low_value = min(low_value, float(np.float32(block.min())))
+                high_value = max(high_value, float(np.float32(block.max())))
 
         with archive.open("y.npy") as stream:
             y = read_header(stream, archive.getinfo("y.npy"), "y")
@@ -454,6 +463,8 @@ def verify_dataset(path: Path, limits: ZipLimits = ZipLimits()) -> DatasetSummar
         min_label=int(low),
         max_label=int(high),
         class_names=class_names,
+        min_value=low_value,
+        max_value=high_value,
     )
 
 
