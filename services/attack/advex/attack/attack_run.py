@@ -49,14 +49,15 @@ class AttackRun:
     kernels: object | None = None
     rows: int = 0
 
-    def kernel(self, kind: str):
-        """The compiled loop `kind` for this run's norm, goal and shape."""
+    def kernel(self, kind: str, build=None):
+        """The compiled function `kind` for this run's norm, goal and shape
+        (`build`: the attack module's builder, see compiled.Kernels.get)."""
         from advex.attack.compiled import Kernels
 
         if self.kernels is None:
             object.__setattr__(self, "kernels", Kernels(self.logits_fn))
         shape = (max(self.rows, self.n), *self.x.shape[1:])
-        return self.kernels.get(kind, self.attack.norm, self.targeted, tuple(int(d) for d in shape))
+        return self.kernels.get(kind, self.attack.norm, self.targeted, tuple(int(d) for d in shape), build)
 
     def padded(self, tensor):
         """`tensor` padded with zero rows to the compiled shape."""

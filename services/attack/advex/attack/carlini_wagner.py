@@ -85,8 +85,10 @@ def carlini_wagner_l2(run: AttackRun):
     import tensorflow as tf
 
     attack = run.attack
-    x = tf.convert_to_tensor(run.x, dtype=tf.float32)
     n = run.n
+    x = run.padded(tf.convert_to_tensor(run.x, dtype=tf.float32))
+    goal = run.padded(tf.convert_to_tensor(run.goal, dtype=tf.int64))
+    rows = int(x.shape[0])
     low, span = float(run.clip_min), float(run.clip_max) - float(run.clip_min)
 
     # The same op order as CleverHans, so its results can be matched.
@@ -94,12 +96,16 @@ def carlini_wagner_l2(run: AttackRun):
     w_clean = tf.atanh((scaled * 2.0 - 1.0) * _TANH_SHRINK)
     x_ref = _from_tanh(w_clean, low, span)
 
-    step_fn = _step_fn(run, w_clean, x_ref, low, span)
+    step_fn = run.kernel(f"cw-{attack.norm}", _build_step)
+    constants = (
+        tf.constant(attack.confidence, tf.float32), tf.constant(attack.learning_rate, tf.float32),
+        tf.constant(low, tf.float32), tf.constant(span, tf.float32),
+    )
 
-    const = tf.fill((n,), tf.constant(attack.initial_const, tf.float32))
-    lower = tf.zeros((n,), tf.float32)
-    upper = tf.fill((n,), tf.constant(_NO_BOUND, tf.float32))
-    best_l2 = tf.fill((n,), tf.constant(_NO_BOUND, tf.float32))
+    const = tf.fill((rows,), tf.constant(attack.initial_const, tf.float32))
+    lower = tf.zeros((rows,), tf.float32)
+    upper = tf.fill((rows,), tf.constant(_NO_BOUND, tf.float32))
+    best_l2 = tf.fill((rows,), tf.constant(_NO_BOUND, tf.float32))
     best_x = x
     rounds, steps = attack.binary_search_steps, attack.steps
     for round_ in range(rounds):
@@ -108,17 +114,17 @@ def carlini_wagner_l2(run: AttackRun):
         modifier = tf.zeros_like(x)
         m = tf.zeros_like(x)
         v = tf.zeros_like(x)
-        met_in_round = tf.zeros((n,), tf.bool)
+        met_in_round = tf.zeros((rows,), tf.bool)
         for step in range(steps):
             run.step(round_ * steps + step, of=rounds * steps)
             # A tensor, so the tf.function is traced once, not once per step.
             local_step = tf.constant(step + 1, tf.float32)
             modifier, m, v, best_l2, best_x, met_in_round = step_fn(
-                modifier, m, v, local_step, const, best_l2, best_x, met_in_round
+                w_clean, x_ref, goal, modifier, m, v, local_step, const, best_l2, best_x, met_in_round, *constants
             )
             run.on_passes(1)
         const, lower, upper = _next_const(const, lower, upper, met_in_round)
-    return best_x
+    return best_x[:n]
 
 
 def _from_tanh(w, low: float, span: float):
@@ -127,25 +133,30 @@ def _from_tanh(w, low: float, span: float):
     return ((tf.tanh(w) + 1) / 2) * span + low
 
 
-def _step_fn(run: AttackRun, w_clean, x_ref, low: float, span: float):
-    """One Adam step of one round as a tf.function private to this batch
-    (nothing is cached across requests or models; tracing once is cheap next
-    to hundreds of steps, which it makes several times faster than eager).
+def _build_step(logits_fn, norm, targeted: bool, shape):
+    """One Adam step of one round, compiled once per model, goal and batch
+    shape (compiled.Kernels keeps it; every per-batch value is an argument,
+    so the next batch reuses the trace). Tracing once makes the steps
+    several times faster than eager.
 
-    (modifier, m, v, local_step, const, best_l2, best_x, met_in_round) ->
-    the same less local_step and const, after the step.
+    (w_clean, x_ref, goal, modifier, m, v, local_step, const, best_l2,
+    best_x, met_in_round, confidence, learning_rate, low, span) ->
+    (modifier, m, v, best_l2, best_x, met_in_round) after the step.
     """
     import tensorflow as tf
 
-    logits_fn, targeted = run.logits_fn, run.targeted
-    confidence = float(run.attack.confidence)
-    learning_rate = float(run.attack.learning_rate)
-    goal = tf.convert_to_tensor(run.goal, dtype=tf.int64)
-    axes = list(range(1, len(w_clean.shape)))
+    axes = list(range(1, len(shape)))
     sample_shape = (-1,) + (1,) * len(axes)
+    images = tf.TensorSpec(shape, tf.float32)
+    per_sample = tf.TensorSpec(shape[:1], tf.float32)
+    scalar = tf.TensorSpec((), tf.float32)
 
-    @tf.function
-    def step(modifier, m, v, local_step, const, best_l2, best_x, met_in_round):
+    @tf.function(input_signature=[
+        images, images, tf.TensorSpec(shape[:1], tf.int64), images, images, images, scalar, per_sample, per_sample,
+        images, tf.TensorSpec(shape[:1], tf.bool), scalar, scalar, scalar, scalar,
+    ])
+    def step(w_clean, x_ref, goal, modifier, m, v, local_step, const, best_l2, best_x, met_in_round, confidence,
+             learning_rate, low, span):
         with tf.GradientTape() as tape:
             tape.watch(modifier)
             x_new = _from_tanh(w_clean + modifier, low, span)

@@ -37,8 +37,9 @@ import numpy as np
 # progress). Long enough that the call overhead vanishes, short enough that
 # a cancel is felt at once.
 CHUNK_SECONDS = 0.2
-# Compiled shapes kept per model and kind (a request uses one batch shape).
-MAX_SHAPES = 8
+# Compiled functions kept per model: (attack, norm, goal, batch shape)
+# combinations; a request uses one batch shape.
+MAX_FUNCTIONS = 64
 
 
 class Kernels:
@@ -56,14 +57,18 @@ class Kernels:
         rows = max(rows, n)
         return self.get("logits", "", False, (rows, *(int(d) for d in x.shape[1:])))(pad(x, rows))[:n]
 
-    def get(self, kind: str, norm: str, targeted: bool, shape: tuple[int, ...]) -> Callable:
+    def get(self, kind: str, norm: str, targeted: bool, shape: tuple[int, ...], build: Callable | None = None):
+        """The compiled function `kind` (a builder of this module, or `build`,
+        which an attack's own module passes: build(logits_fn, norm,
+        targeted, shape) -> tf.function with a fixed input signature)."""
         key = (kind, norm, targeted, shape)
         with self._lock:
             function = self._functions.get(key)
             if function is None:
-                function = _BUILDERS[kind](self._logits_fn, np.inf if norm == "inf" else 2, targeted, shape)
+                builder = build or _BUILDERS[kind]
+                function = builder(self._logits_fn, np.inf if norm == "inf" else 2, targeted, shape)
                 self._functions[key] = function
-                if len(self._functions) > MAX_SHAPES * len(_BUILDERS):
+                if len(self._functions) > MAX_FUNCTIONS:
                     self._functions.popitem(last=False)
             else:
                 self._functions.move_to_end(key)
