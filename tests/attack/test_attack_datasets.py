@@ -25,21 +25,21 @@ def test_greyscale_uint8_npz_loads_as_float32_with_one_channel(tmp_path):
     path = tmp_path / "grey.npz"
     np.savez(path, x=images(5, (8, 8), 255).astype(np.uint8), y=np.arange(5, dtype=np.int32))
     ds = datasets.load_dataset(path)
-    assert ds.image_shape == (8, 8, 1) and ds.source_dtype == "uint8"
+    assert ds.image_shape == (8, 8, 1) and ds.source_dtype == "uint8" and ds.x.shape == (5, 8, 8, 1)
     assert ds.y.dtype == np.int64 and (ds.min_label, ds.max_label) == (0, 4)
     x, y = ds.batch(1, 3)
     assert x.shape == (2, 8, 8, 1) and x.dtype == np.float32 and list(y) == [1, 2]
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
-def test_images_stay_on_disk_memory_mapped(tmp_path, save):
-    """Stored members are mapped in place; deflated ones are inflated once,
-    in chunks, to a file beside the npz, and mapped from there."""
+def test_images_stay_on_disk(tmp_path, save):
+    """Stored members are read in place; deflated ones are inflated once,
+    in chunks, to a file beside the npz, and read from there."""
     x = images(300, (6, 6, 3), 1.0).astype(np.float32)
     path = tmp_path / "data.npz"
     save(path, x=x, y=np.arange(300) % 7)
     ds = datasets.load_dataset(path)
-    assert isinstance(ds.x, np.memmap) and ds.x.dtype == np.float32
+    assert isinstance(ds.x, datasets.DiskImages) and ds.x.dtype == np.float32
     assert (path.with_name("data.npz.x.raw").exists()) == (save is np.savez_compressed)
     batch, labels = ds.batch(100, 250)
     np.testing.assert_array_equal(batch, x[100:250])
@@ -49,7 +49,7 @@ def test_images_stay_on_disk_memory_mapped(tmp_path, save):
     np.testing.assert_array_equal(again.batch(0, 300)[0], x)
 
 
-def test_fortran_ordered_images_map_too(tmp_path):
+def test_fortran_ordered_images_are_mapped(tmp_path):
     x = np.asfortranarray(images(20, (4, 4, 1), 1.0).astype(np.float32))
     np.savez(tmp_path / "f.npz", x=x, y=np.zeros(20, dtype=np.int64))
     np.testing.assert_array_equal(datasets.load_dataset(tmp_path / "f.npz").batch(5, 9)[0], x[5:9])

@@ -6,13 +6,13 @@ allow_pickle=False, so it can never carry code. Samples are handed out by
 range [start, stop) as float32 (`Dataset.batch`).
 
 A dataset file is never read whole into memory (`load_dataset`): the labels
-are (8 bytes a sample), but the images stay on disk, memory-mapped in the
-dtype they were saved in: straight from the npz when its `x` member is
-stored uncompressed (numpy.savez), or from a copy decompressed in chunks
-beside it when the member is deflated (numpy.savez_compressed). One
-streaming pass checks the values are finite and finds their range. So the
-attack service's memory does not grow with the dataset: a batch at a time
-is cast to float32.
+are (8 bytes a sample), but the images stay on disk in the dtype they were
+saved in, read a batch of rows at a time (`DiskImages`, pread): straight
+from the npz when its `x` member is stored uncompressed (numpy.savez), or
+from a copy decompressed in chunks beside it when the member is deflated
+(numpy.savez_compressed). One streaming pass checks the values are finite
+and finds their range. So the attack service's memory does not grow with
+the dataset: a batch at a time is read and cast to float32.
 
 An npz is a zip, so a few MB can inflate to many GB: each array's npy header
 is read first (`advex.core.npz_archive`, the reader storage uses too), and
@@ -25,6 +25,7 @@ image.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import uuid
@@ -47,7 +48,7 @@ DEFAULT_MAX_DATASET_BYTES = 4 * 1024**3
 
 @dataclass(frozen=True)
 class Dataset:
-    # (N, H, W, C): float32 in memory (from_arrays), or memory-mapped in the
+    # (N, H, W, C): float32 in memory (from_arrays), or DiskImages in the
     # file's dtype (load_dataset); `batch` casts.
     x: np.ndarray
     y: np.ndarray  # int64 (N,)
@@ -84,7 +85,7 @@ _SCAN_BYTES = 64 * 1024**2
 
 
 def load_dataset(path: str | Path, max_bytes: int = DEFAULT_MAX_DATASET_BYTES) -> Dataset:
-    """The dataset in the npz at `path`, its images memory-mapped (see the
+    """The dataset in the npz at `path`, its images left on disk (see the
     module's docstring); a deflated `x` is first decompressed in chunks to
     `<path>.x.raw` (kept: the path names the file's content)."""
     path = Path(path)
@@ -149,13 +150,47 @@ def _decompressed(archive: zipfile.ZipFile, member: zipfile.ZipInfo, header: Npy
     return target
 
 
-def _map(source: Path, offset: int, header: NpyHeader) -> np.ndarray:
+def _map(source: Path, offset: int, header: NpyHeader):
     if header.data_bytes == 0:
         return np.zeros(header.shape, dtype=header.dtype)
-    return np.memmap(
-        source, dtype=header.dtype, mode="r", offset=offset, shape=header.shape,
-        order="F" if header.fortran_order else "C",
-    )
+    if header.fortran_order:
+        # Rows of a Fortran-ordered array are not contiguous on disk: map it
+        # (its pages then count in the service's RSS; numpy.savez writes C).
+        return np.memmap(source, dtype=header.dtype, mode="r", offset=offset, shape=header.shape, order="F")
+    return DiskImages(source, offset, header.dtype, header.shape)
+
+
+class DiskImages:
+    """Images on disk, read by rows with pread: what a batch needs is read
+    when asked for, and nothing stays mapped, so the pages read count in the
+    kernel's page cache, not in the service's resident memory (a memory map
+    would grow its RSS by the whole dataset as an attack walks through it)."""
+
+    def __init__(self, path: Path, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self.path, self.offset, self.dtype, self.shape = path, offset, np.dtype(dtype), tuple(shape)
+        self.ndim = len(self.shape)
+        self._row_bytes = self.dtype.itemsize * math.prod(self.shape[1:])
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self[int(index) : int(index) + 1][0]
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("DiskImages reads contiguous row ranges only")
+        start, stop, _ = index.indices(self.shape[0])
+        count = max(0, stop - start)
+        data = os.pread(self._fd, count * self._row_bytes, self.offset + start * self._row_bytes)
+        if len(data) != count * self._row_bytes:
+            raise InvalidArgument(f"{_DATASET} file ended early, at row {start + len(data) // self._row_bytes}")
+        return np.frombuffer(data, dtype=self.dtype).reshape((count, *self.shape[1:]))
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
 
 def read_npz(
@@ -227,11 +262,11 @@ def from_arrays(x: np.ndarray, y: np.ndarray) -> Dataset:
 
 
 def _checked(x: np.ndarray, y: np.ndarray, scan: bool) -> Dataset:
-    """The checks of the documented layout. `scan`: x is memory-mapped and
-    is checked in chunks, kept in its own dtype; else converted to float32."""
+    """The checks of the documented layout. `scan`: x is on disk and is
+    checked in chunks, kept in its own dtype; else converted to float32."""
     if x.ndim == 3:
         # (N, H, W) greyscale: one channel.
-        x = x[..., None]
+        x = DiskImages(x.path, x.offset, x.dtype, (*x.shape, 1)) if isinstance(x, DiskImages) else x[..., None]
     if x.ndim != 4:
         raise InvalidArgument(f"dataset x has shape {x.shape}; it must be (N, H, W, C) or (N, H, W) images")
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # so a smaller bound would leave no room for data.
 MIN_MESSAGE_BYTES = 8192
 MAX_BATCH_SIZE = 65536
-# Opened datasets kept (each holds its labels and a memory map).
+# Opened datasets kept (each holds its labels and an open file).
 DATASET_CACHE_SIZE = 16
 
 _LOGITS_SOURCE = {
@@ -104,7 +104,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         if not location.url:
             raise InvalidArgument(f"{what} is required: pass its presigned GET URL, sha256 and size_bytes")
         sha, path = self._fetch(location, what, ".npz")
-        # Opening is cheap (memory maps) but checks every value once: keep
+        # Opening is cheap (no image is kept) but checks every value once: keep
         # the opened datasets, as the models.
         return self._datasets.get(sha, lambda: datasets.load_dataset(path, self._config.max_dataset_bytes))
 
