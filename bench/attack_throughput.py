@@ -312,6 +312,7 @@ def main() -> None:
     parser.add_argument("--cifar-images", type=int, default=10_000)
     parser.add_argument("--skip-mesh", action="store_true", help="leave out (a) and the RSS figures")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--rss-only", action="store_true", help="only the peak RSS figures")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -322,12 +323,13 @@ def main() -> None:
         folder = Path(scratch)
         mesh = None if args.skip_mesh else Mesh(folder)
         try:
-            model_path, x, y = digits_case(folder)
-            case("digits CNN", model_path, x, y, folder, mesh)
-            cifar_path, x, y, params = cifar_case(folder, args.cifar_images)
-            case(f"CIFAR-sized CNN ({params} parameters)", cifar_path, x, y, folder, mesh)
+            if not args.rss_only:
+                model_path, x, y = digits_case(folder)
+                case("digits CNN", model_path, x, y, folder, mesh)
+                cifar_path, x, y, params = cifar_case(folder, args.cifar_images)
+                case(f"CIFAR-sized CNN ({params} parameters)", cifar_path, x, y, folder, mesh)
             if mesh is not None and not args.skip_rss:
-                rss(mesh, folder, cifar_path)
+                rss(mesh, folder, cifar_model(folder)[0])
         finally:
             if mesh is not None:
                 mesh.close()
