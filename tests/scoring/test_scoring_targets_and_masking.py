@@ -188,3 +188,28 @@ def test_margin_needs_both_samples_and_accuracy():
     assert masking._beats(0.5, 0.52, 1000)  # 20 samples, 2 points
     assert not masking._beats(0.5, 0.505, 1000)  # 5 samples but half a point
     assert not masking._beats(0.5, 0.6, 10)  # 10 points but one sample
+
+
+def test_norms_spill_to_disk_and_give_the_same_means_and_medians(monkeypatch):
+    """With many successful samples the norms go to a temporary file; the
+    figures are those of keeping them all in memory."""
+    from advex.scoring import metrics
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    labels = rng.integers(0, CLASSES, n)
+    adv = (labels + 1) % CLASSES  # every sample broken
+    norms = rng.random(n).astype(np.float32)
+
+    def figures(spill_values):
+        monkeypatch.setattr(metrics, "SPILL_VALUES", spill_values)
+        acc = EvasionAccumulator([spec()], n, CLASSES)
+        for lo in range(0, n, 256):
+            hi = min(n, lo + 256)
+            b = batch(labels[lo:hi], labels[lo:hi], adv[lo:hi], l2=norms[lo:hi])
+            acc.add(0, RecordBatch(**{**b.__dict__, "first_sample": lo}))
+        return acc.finish().attacks[0]
+
+    kept, spilled = figures(10**9), figures(500)
+    assert kept.perturbation_l2_median == spilled.perturbation_l2_median == pytest.approx(float(np.median(norms)))
+    assert kept.perturbation_l2_mean == pytest.approx(spilled.perturbation_l2_mean)

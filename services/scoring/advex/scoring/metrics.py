@@ -5,7 +5,9 @@ of any attack in any order and `finish()` returns plain dataclasses. Nothing
 holds a whole probability matrix: per attack it keeps running sums and counts,
 one byte per sample (delivered? right after the attack?) for duplicate
 detection and worst-case accuracy, and the perturbation norms of successful
-samples only (medians need them).
+samples only (medians need them), which go to a temporary file once they
+pass SPILL_VALUES, so memory stays bounded with many attacks over a million
+samples: finish() reads back one attack's norms at a time.
 
 Definitions. One attack is one AttackSpec: one attack at one budget (norm,
 eps). Over the N samples, with true label y, clean probabilities p and
@@ -60,6 +62,7 @@ adversarial probabilities q (argmax ties go to the lowest class index):
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,6 +73,46 @@ from advex.core.errors import InvalidArgument
 from advex.scoring import checks, masking
 
 log = logging.getLogger(__name__)
+
+# Norms kept in memory per attack before they go to a temporary file
+# (3 float32 a successful sample: 12 MB at this count).
+SPILL_VALUES = 1_000_000
+_NORM_KEYS = ("linf", "l2", "l0")
+
+
+class _Norms:
+    """The (linf, l2, l0) rows of an attack's successful samples: in memory
+    up to SPILL_VALUES rows, then appended to an anonymous temporary file."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+        self._held = 0
+        self._file = None
+
+    def add(self, rows: np.ndarray) -> None:
+        self._parts.append(np.ascontiguousarray(rows, dtype=np.float32))
+        self._held += len(rows)
+        if self._held >= SPILL_VALUES:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="advex-scoring-norms-")
+            for part in self._parts:
+                self._file.write(part.tobytes())
+            self._parts, self._held = [], 0
+
+    def read(self) -> np.ndarray:
+        """Every row added, (n, 3) float32."""
+        parts = []
+        if self._file is not None:
+            self._file.seek(0)
+            parts.append(np.frombuffer(self._file.read(), dtype=np.float32).reshape(-1, 3))
+        parts += self._parts
+        return np.concatenate(parts) if parts else np.empty((0, 3), np.float32)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
 
 # Per-sample outcome codes, one int8 per sample and attack.
 _UNSEEN, _WRONG, _RIGHT = 0, 1, 2
@@ -165,7 +208,7 @@ class _AttackState:
         self.true_class_clean = 0.0
         self.true_class_adversarial = 0.0
         # Norms of successful samples only, one array per batch.
-        self.norms: dict[str, list[np.ndarray]] = {"linf": [], "l2": [], "l0": []}
+        self.norms = _Norms()
 
     @property
     def name(self) -> str:
@@ -252,8 +295,7 @@ class EvasionAccumulator:
         state.true_class_clean += float(p[rows, labels].sum(dtype=np.float64))
         state.true_class_adversarial += float(q[rows, labels].sum(dtype=np.float64))
         if success.any():
-            for key, values in norms.items():
-                state.norms[key].append(values[success])
+            state.norms.add(np.stack([norms[key][success] for key in _NORM_KEYS], axis=1))
 
     def _checked(self, state: _AttackState, batch: RecordBatch):
         """The batch's arrays, checked for shape, type and range."""
@@ -331,10 +373,12 @@ class EvasionAccumulator:
         n = self.samples
         adversarial_accuracy = state.adversarial_correct / n
         norm_stats = {}
-        for key, parts in state.norms.items():
-            values = np.concatenate(parts).astype(np.float64) if parts else None
-            norm_stats[f"perturbation_{key}_mean"] = float(values.mean()) if values is not None else 0.0
-            norm_stats[f"perturbation_{key}_median"] = float(np.median(values)) if values is not None else 0.0
+        values = state.norms.read()
+        for column, key in enumerate(_NORM_KEYS):
+            found = values[:, column].astype(np.float64) if len(values) else None
+            norm_stats[f"perturbation_{key}_mean"] = float(found.mean()) if found is not None else 0.0
+            norm_stats[f"perturbation_{key}_median"] = float(np.median(found)) if found is not None else 0.0
+        state.norms.close()
         return AttackMetrics(
             spec=state.spec,
             samples=n,
