@@ -182,10 +182,12 @@ class DiskImages:
             raise TypeError("DiskImages reads contiguous row ranges only")
         start, stop, _ = index.indices(self.shape[0])
         count = max(0, stop - start)
-        data = os.pread(self._fd, count * self._row_bytes, self.offset + start * self._row_bytes)
-        if len(data) != count * self._row_bytes:
-            raise InvalidArgument(f"{_DATASET} file ended early, at row {start + len(data) // self._row_bytes}")
-        return np.frombuffer(data, dtype=self.dtype).reshape((count, *self.shape[1:]))
+        rows = np.empty((count, *self.shape[1:]), dtype=self.dtype)
+        wanted = count * self._row_bytes
+        read = os.preadv(self._fd, [memoryview(rows).cast("B")], self.offset + start * self._row_bytes) if wanted else 0
+        if read != wanted:
+            raise InvalidArgument(f"{_DATASET} file ended early, at row {start + read // self._row_bytes}")
+        return rows
 
     def __del__(self) -> None:
         fd = getattr(self, "_fd", None)

@@ -142,7 +142,8 @@ def poison(
     """The training set with `count` images poisoned as `resolved.kind` says.
     Count 0 is the clean training set (the baseline). `train` is not modified."""
     drawn = _draw(plan.pool, count, seed)
-    x = train.x.astype(np.float32, copy=True)
+    # Training needs the whole set in memory (a fresh float32 copy).
+    x = np.array(train.batch(0, train.samples)[0], dtype=np.float32, copy=True)
     y = train.y.astype(np.int64, copy=True)
     poisoned = np.zeros(len(y), dtype=bool)
     if count:
