@@ -266,27 +266,34 @@ def mesh_run(mesh: Mesh, folder: Path, model_path: Path, x, y, attack) -> Figure
     return Figure("(a) mesh, CreateEvaluation to report", seconds, len(x), report.evasion.attacks[0].adversarial_accuracy)
 
 
-def case(title: str, model_path: Path, x, y, eps: float, folder: Path, mesh: Mesh | None) -> None:
+def case(title: str, model_path: Path, x, y, eps: float, folder: Path, mesh: Mesh | None, repeats: int) -> None:
     from advex.attack import engine, models
     from advex.v1 import evasion_pb2
 
     model = models.load_model(model_path)
     batch = engine.auto_batch_size(model.summary, 1024**3)
     print(f"\n## {title}: {len(x)} images of {x.shape[1:]}, PGD-{STEPS} L-inf eps {eps * 255:g}/255, batch {batch} "
-          "(each way timed after one untimed run that traces)", flush=True)
-    figures = []
-    if mesh is not None:
-        pgd = evasion_pb2.AttackSpec(attack="pgd", eps=eps, steps=STEPS, step_size=step_size(eps))
-        figures.append(mesh_run(mesh, folder, model_path, x, y, pgd))
-        print(f"  {figures[-1].name}: {figures[-1].seconds:.1f} s", flush=True)
-    for run in (engine_run, cleverhans_run, art_run, bare_run):
+          f"(each way: the best of {repeats} interleaved rounds, after an untimed run that traces)", flush=True)
+    ways = [engine_run, cleverhans_run, art_run, bare_run]
+    for run in ways:
         # Untimed, on one batch: every way traces its functions once per
         # shape, which a long-running service pays once.
         run(model, x[:batch], y[:batch], batch, eps)
-        figure = run(model, x, y, batch, eps)
-        if figure is not None:
-            figures.append(figure)
-            print(f"  {figure.name}: {figure.seconds:.1f} s", flush=True)
+    pgd = evasion_pb2.AttackSpec(attack="pgd", eps=eps, steps=STEPS, step_size=step_size(eps))
+    best: dict[str, Figure] = {}
+    # Rounds over every way, each way's best time kept: on a shared machine
+    # one run can be 20% off another, and interleaving spreads that evenly.
+    for round_ in range(repeats):
+        round_figures = [mesh_run(mesh, folder, model_path, x, y, pgd)] if mesh is not None else []
+        for run in ways:
+            figure = run(model, x, y, batch, eps)
+            if figure is not None:
+                round_figures.append(figure)
+        for figure in round_figures:
+            print(f"  round {round_ + 1}: {figure.name}: {figure.seconds:.1f} s", flush=True)
+            if figure.name not in best or figure.seconds < best[figure.name].seconds:
+                best[figure.name] = figure
+    figures = list(best.values())
     print("\n| way | images/s | robust accuracy |\n|---|---|---|")
     for f in figures:
         accuracy = "" if f.robust_accuracy is None else f"{f.robust_accuracy:.4f}"
@@ -317,6 +324,7 @@ def rss(mesh: Mesh, folder: Path, model_path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cifar-images", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds per case; the best time counts")
     parser.add_argument("--skip-mesh", action="store_true", help="leave out (a) and the RSS figures")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--rss-only", action="store_true", help="only the peak RSS figures")
@@ -332,9 +340,9 @@ def main() -> None:
         try:
             if not args.rss_only:
                 model_path, x, y = digits_case(folder)
-                case("digits CNN", model_path, x, y, DIGITS_EPS, folder, mesh)
+                case("digits CNN", model_path, x, y, DIGITS_EPS, folder, mesh, args.repeats)
                 cifar_path, x, y, params = cifar_case(folder, args.cifar_images)
-                case(f"CIFAR-sized CNN ({params} parameters)", cifar_path, x, y, CIFAR_EPS, folder, mesh)
+                case(f"CIFAR-sized CNN ({params} parameters)", cifar_path, x, y, CIFAR_EPS, folder, mesh, args.repeats)
             if mesh is not None and not args.skip_rss:
                 rss(mesh, folder, cifar_model(folder)[0])
         finally:
