@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from advex.attack import apgd, carlini_wagner, spsa
-from advex.attack.compiled import run_chunks
+from advex.attack.compiled import repeat, run_chunks
 from advex.attack.attack_run import AttackRun, choose_targets, random_start, with_restarts
 from advex.attack.datasets import Dataset
 from advex.attack.models import LoadedModel
@@ -179,38 +179,40 @@ def _pgd(run: AttackRun):
 
 def _pgd_once(run: AttackRun, restart: int):
     """CleverHans' projected_gradient_descent loop (a fast_gradient_method
-    step, clip_eta, the clip range), compiled and run in chunks."""
+    step, clip_eta, the clip range), a compiled call a step."""
+    import tensorflow as tf
+
     attack = run.attack
     pgd = run.kernel("pgd")
     x, goal = run.padded(run.x), run.padded(run.goal)
-    x_adv = [run.padded(run.random_start(restart) if attack.random_init else run.x)]
+    scalars = [tf.constant(v, tf.float32) for v in (attack.step_size, attack.eps, run.clip_min, run.clip_max)]
+    state = [run.padded(run.random_start(restart) if attack.random_init else run.x)]
 
     def steps(k: int) -> None:
-        x_adv[0] = pgd(x, x_adv[0], goal, k, attack.step_size, attack.eps, run.clip_min, run.clip_max)
+        state[0] = repeat(lambda x_adv: pgd(x, x_adv, goal, *scalars), state[0], k)
 
     run_chunks(attack.steps, lambda done: run.step(done, restart), steps, run.on_passes)
-    return x_adv[0][: run.n]
+    return state[0][: run.n]
 
 
 def _mim(run: AttackRun):
-    """CleverHans' momentum_iterative_method loop, compiled and run in
-    chunks: the gradient of the cross-entropy, normalised by its mean
-    absolute value, accumulated with decay, then a step of the momentum's
-    sign (L-inf) or direction (L2)."""
+    """CleverHans' momentum_iterative_method loop, a compiled call a step:
+    the gradient of the cross-entropy, normalised by its mean absolute
+    value, accumulated with decay, then a step of the momentum's sign
+    (L-inf) or direction (L2)."""
     import tensorflow as tf
 
     attack = run.attack
     mim = run.kernel("mim")
     x, goal = run.padded(run.x), run.padded(run.goal)
-    state = [x, tf.zeros_like(x)]
+    scalars = [tf.constant(v, tf.float32) for v in (attack.step_size, attack.eps, attack.decay, run.clip_min, run.clip_max)]
+    state = [(x, tf.zeros_like(x))]
 
     def steps(k: int) -> None:
-        state[:] = mim(
-            x, state[0], state[1], goal, k, attack.step_size, attack.eps, attack.decay, run.clip_min, run.clip_max
-        )
+        state[0] = repeat(lambda s: mim(x, s[0], s[1], goal, *scalars), state[0], k)
 
     run_chunks(attack.steps, run.step, steps, run.on_passes)
-    return state[0][: run.n]
+    return state[0][0][: run.n]
 
 
 # Attack name -> its computation; one entry per attack_specs.ATTACKS.
