@@ -32,6 +32,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,33 +92,18 @@ def load_dataset(path: str | Path, max_bytes: int = DEFAULT_MAX_DATASET_BYTES) -
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise InvalidArgument(f"{_DATASET} is not a readable npz file (not a zip archive); {_SAVE_DATASET}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = _members(archive, _DATASET, _SAVE_DATASET)
-            missing = [name for name in ("x", "y") if name not in members]
-            if missing:
-                raise InvalidArgument(
-                    f"{_DATASET} npz lacks array(s) {', '.join(missing)}; it must hold x (images) and y (labels), "
-                    f"it holds {', '.join(sorted(members)) or 'nothing'}"
-                )
-            headers = {name: read_member_header(archive, members[name], name) for name in ("x", "y")}
-            _check_budget(headers["x"].shape, headers["y"].shape, max_bytes)
-            y = _read_array(archive, members["y"])
-            x_member, x_header = members["x"], headers["x"]
-            if x_member.compress_type == zipfile.ZIP_STORED:
-                offset, source = _stored_data_offset(path, x_member) + x_header.data_offset, path
-            else:
-                offset, source = 0, _decompressed(archive, x_member, x_header, path.with_name(path.name + ".x.raw"))
+    with _npz_errors(_DATASET, _SAVE_DATASET, _SMALLER), zipfile.ZipFile(path) as archive:
+        members = _required(archive, ("x", "y"), _DATASET, _SAVE_DATASET, "it must hold x (images) and y (labels)")
+        headers = {name: read_member_header(archive, members[name], name) for name in ("x", "y")}
+        _check_budget(headers["x"].shape, headers["y"].shape, max_bytes)
+        y = _read_array(archive, members["y"])
+        x_member, x_header = members["x"], headers["x"]
+        if x_member.compress_type == zipfile.ZIP_STORED:
+            offset, source = _stored_data_offset(path, x_member) + x_header.data_offset, path
+        else:
+            offset, source = 0, _decompressed(archive, x_member, x_header, path.with_name(path.name + ".x.raw"))
         x = _map(source, offset, x_header)
         return _checked(x, y, scan=True)
-    except (InvalidArgument, ResourceExhausted):
-        raise
-    except MemoryError:
-        raise out_of_memory(_DATASET, _SMALLER) from None
-    except ValueError as exc:
-        raise InvalidArgument(f"{_DATASET} is not a readable npz file: {exc}; {_SAVE_DATASET}") from None
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
-        raise InvalidArgument(f"{_DATASET} is not a readable npz file ({exc}); {_SAVE_DATASET}") from None
 
 
 def _stored_data_offset(path: Path, member: zipfile.ZipInfo) -> int:
@@ -211,23 +197,36 @@ def read_npz(
     # np.load reads any non-zip file as .npy or a pickle: only npz is accepted.
     if not zipfile.is_zipfile(path):
         raise InvalidArgument(f"{what} is not a readable npz file (not a zip archive); {how_to_save}")
+    with _npz_errors(what, how_to_save, smaller), zipfile.ZipFile(path) as archive:
+        members = _required(archive, names, what, how_to_save, what_it_holds)
+        check_headers({name: read_member_header(archive, members[name], name) for name in names})
+        return {name: _read_array(archive, members[name]) for name in names}
+
+
+def _required(archive, names, what: str, how_to_save: str, what_it_holds: str) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members, InvalidArgument unless `names` are among them."""
+    members = _members(archive, what, how_to_save)
+    missing = [name for name in names if name not in members]
+    if missing:
+        raise InvalidArgument(
+            f"{what} npz lacks array(s) {', '.join(missing)}; {what_it_holds}, "
+            f"it holds {', '.join(sorted(members)) or 'nothing'}"
+        )
+    return members
+
+
+@contextmanager
+def _npz_errors(what: str, how_to_save: str, smaller: str):
+    """Whatever goes wrong reading a user's npz, as an error that says what
+    to fix (object arrays never get here: their headers are refused, and
+    arrays are read with allow_pickle=False)."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = _members(archive, what, how_to_save)
-            missing = [name for name in names if name not in members]
-            if missing:
-                raise InvalidArgument(
-                    f"{what} npz lacks array(s) {', '.join(missing)}; {what_it_holds}, "
-                    f"it holds {', '.join(sorted(members)) or 'nothing'}"
-                )
-            check_headers({name: read_member_header(archive, members[name], name) for name in names})
-            return {name: _read_array(archive, members[name]) for name in names}
+        yield
     except (InvalidArgument, ResourceExhausted):
         raise
     except MemoryError:
         raise out_of_memory(what, smaller) from None
     except ValueError as exc:
-        # Object arrays never get here: their headers are refused (and read_array has allow_pickle=False).
         raise InvalidArgument(f"{what} is not a readable npz file: {exc}; {how_to_save}") from None
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error, RuntimeError, NotImplementedError) as exc:
         raise InvalidArgument(f"{what} is not a readable npz file ({exc}); {how_to_save}") from None
