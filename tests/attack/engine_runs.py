@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advex.attack import engine
+from advex.attack import datasets, engine
 from advex.core import attack_specs
 from advex.v1 import evasion_pb2
 
@@ -28,3 +28,13 @@ def run_attack(model, dataset, attack, seed=0, batch_size=32, want_images=True, 
         for name in FIELDS
         if getattr(batches[0], name) is not None
     }
+
+
+def first_digits(split, n: int) -> datasets.Dataset:
+    """The first n held-out digits, as an in-memory dataset."""
+    return datasets.from_arrays(split.x_test[:n], split.y_test[:n])
+
+
+def accuracy(out, labels) -> float:
+    """Adversarial accuracy of a run's concatenated fields."""
+    return float(np.mean(out["adv_probs"].argmax(1) == labels))

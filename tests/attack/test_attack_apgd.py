@@ -3,6 +3,7 @@ on the digits CNN against PGD."""
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -12,26 +13,18 @@ import pytest
 from advex.attack import apgd, datasets
 from advex.attack.attack_run import AttackRun
 from advex.core.errors import Cancelled, InvalidArgument
-from engine_runs import resolve, run_attack
+from engine_runs import accuracy, first_digits, resolve, run_attack
 
 N = 48
 
 
-def spec(**fields):
-    return resolve(**fields)
-
-
-def run(model, dataset, attack, batch_size=N, **kw):
-    return run_attack(model, dataset, attack, batch_size=batch_size, **kw)
+spec = resolve
+run = functools.partial(run_attack, batch_size=N)
 
 
 @pytest.fixture(scope="module")
 def dataset(digits_split):
-    return datasets.from_arrays(digits_split.x_test[:N], digits_split.y_test[:N])
-
-
-def accuracy(out, labels) -> float:
-    return float(np.mean(out["adv_probs"].argmax(1) == labels))
+    return first_digits(digits_split, N)
 
 
 # --- The checkpoint schedule ---------------------------------------------------------------

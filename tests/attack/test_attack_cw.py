@@ -5,27 +5,25 @@ cancellation, on the digits CNN."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from advex.attack import carlini_wagner, datasets
 from advex.core.errors import Cancelled
-from engine_runs import resolve, run_attack
+from engine_runs import first_digits, resolve, run_attack
 
 N = 32
 
 
-def spec(**fields):
-    return resolve(attack="cw", **fields)
-
-
-def run(model, dataset, attack, batch_size=N, **kw):
-    return run_attack(model, dataset, attack, batch_size=batch_size, **kw)
+spec = functools.partial(resolve, attack="cw")
+run = functools.partial(run_attack, batch_size=N)
 
 
 @pytest.fixture(scope="module")
 def dataset(digits_split):
-    return datasets.from_arrays(digits_split.x_test[:N], digits_split.y_test[:N])
+    return first_digits(digits_split, N)
 
 
 @pytest.fixture(scope="module")

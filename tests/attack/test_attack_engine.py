@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
 
-from advex.attack import attack_run, compiled, datasets, engine
+from advex.attack import attack_run, compiled, engine
 from advex.core.errors import Cancelled
-from engine_runs import resolve, run_attack
+from engine_runs import first_digits, resolve, run_attack
 
 N = 64
 
@@ -21,17 +22,13 @@ def assert_same_as_cleverhans(ours, direct):
     np.testing.assert_allclose(ours, direct, rtol=0, atol=2e-6)
 
 
-def spec(**fields):
-    return resolve(**fields)
-
-
-def run(model, dataset, attack, batch_size=32, **kw):
-    return run_attack(model, dataset, attack, batch_size=batch_size, **kw)
+spec = resolve
+run = functools.partial(run_attack, batch_size=32)
 
 
 @pytest.fixture(scope="module")
 def dataset(digits_split):
-    return datasets.from_arrays(digits_split.x_test[:N], digits_split.y_test[:N])
+    return first_digits(digits_split, N)
 
 
 @pytest.mark.parametrize("norm, eps", [("inf", 0.1), ("2", 1.0)])

@@ -8,6 +8,7 @@ loads it with `models.load_model`); a mesh test can upload the same file.
 
 from __future__ import annotations
 
+import functools
 import types
 
 import numpy as np
@@ -18,27 +19,19 @@ from advex.attack.attack_run import STREAM_SPSA_PROBES, AttackRun
 from advex.core import attack_specs
 from advex.core.errors import Cancelled
 from advex.v1 import evasion_pb2
-from engine_runs import resolve, run_attack
+from engine_runs import accuracy, first_digits, resolve, run_attack
 from masked_model import gradient_masked_model
 
 N = 12
 
 
-def spec(**fields):
-    return resolve(attack="spsa", **fields)
-
-
-def run(model, dataset, attack, batch_size=N, **kw):
-    return run_attack(model, dataset, attack, batch_size=batch_size, **kw)
+spec = functools.partial(resolve, attack="spsa")
+run = functools.partial(run_attack, batch_size=N)
 
 
 @pytest.fixture(scope="module")
 def dataset(digits_split):
-    return datasets.from_arrays(digits_split.x_test[:N], digits_split.y_test[:N])
-
-
-def accuracy(out, labels) -> float:
-    return float(np.mean(out["adv_probs"].argmax(1) == labels))
+    return first_digits(digits_split, N)
 
 
 # --- CleverHans called directly ---------------------------------------------
