@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterator
 
 from google.protobuf.message import Message
 
-from advex.core import compatibility, resources
+from advex.core import resources
 from advex.core.attack_specs import check_clip_range
 from advex.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from advex.gateway import jobs, poisoning
 from advex.gateway.kinds import BY_FIELD, KINDS
 from advex.gateway.runner import EvaluationRunner
-from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, STORAGE_TIMEOUT_S, Downstream, locate
+from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, STORAGE_TIMEOUT_S, Downstream, describe_inputs, locate
 from advex.internal.v1 import attack_service_pb2
 from advex.v1 import artifact_pb2, report_pb2
 
@@ -64,38 +64,16 @@ class Evaluations:
         self, model: str, dataset: artifact_pb2.Artifact, clip_min: float, clip_max: float
     ) -> attack_service_pb2.CheckCompatibilityResponse:
         """That `dataset` fits `model` (INVALID_ARGUMENT with what to fix if
-        not), and what both are.
-
-        From metadata when storage recorded the dataset's value range at
-        upload: the attack service only describes the model (InspectModel,
-        cached by digest), and the dataset is not read. Datasets uploaded
-        before storage kept value ranges are checked by the attack service
-        reading them (CheckCompatibility)."""
+        not), and what both are (work.describe_inputs)."""
         storage = self.downstream.storage
-        summary = dataset.dataset
-        if not (summary.HasField("min_value") and summary.HasField("max_value")):
-            return self.downstream.attack.CheckCompatibility(
-                attack_service_pb2.CheckCompatibilityRequest(
-                    model=locate(storage, model), dataset=locate(storage, dataset.name), clip_min=clip_min,
-                    clip_max=clip_max,
-                ),
-                timeout=COMPATIBILITY_TIMEOUT_S,
-            )
-        info = self.downstream.attack.InspectModel(
-            attack_service_pb2.InspectModelRequest(model=locate(storage, model)), timeout=COMPATIBILITY_TIMEOUT_S
-        ).model
-        input_shape = [None if d < 0 else int(d) for d in info.input_shape]
-        compatibility.check(
-            input_shape, info.num_classes, summary.image_shape, summary.min_label, summary.max_label,
-            summary.min_value, summary.max_value, clip_min, clip_max,
-        )
-        return attack_service_pb2.CheckCompatibilityResponse(
-            model=info,
-            dataset=attack_service_pb2.DatasetInfo(
-                samples=summary.samples, image_shape=summary.image_shape, dtype=summary.dtype,
-                min_value=summary.min_value, max_value=summary.max_value, min_label=summary.min_label,
-                max_label=summary.max_label,
-            ),
+        return describe_inputs(
+            lambda method, request: method(request, timeout=COMPATIBILITY_TIMEOUT_S),
+            self.downstream.attack,
+            locate(storage, model),
+            locate(storage, dataset.name),
+            dataset.dataset,
+            clip_min,
+            clip_max,
         )
 
     def locate(self, name: str) -> attack_service_pb2.ObjectLocation:

@@ -16,7 +16,7 @@ from pathlib import Path
 from advex.core.attack_specs import check_for_model, resolve
 from advex.core.errors import InvalidArgument
 from advex.gateway.adversarial_sets import AdversarialSet
-from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, Work, artifact_ref, evaluation_seed
+from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, Work, artifact_ref, describe_inputs, evaluation_seed
 from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, evasion_pb2, report_pb2
 
@@ -58,12 +58,9 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
     model_artifact, dataset_artifact = work.artifacts(row.model, spec.dataset)
     model, dataset = work.locations(row.model, spec.dataset)
     work.stage("loading the model and dataset")
-    info = work.unary(
-        attack.CheckCompatibility,
-        attack_service_pb2.CheckCompatibilityRequest(
-            model=model, dataset=dataset, clip_min=row.clip_min, clip_max=row.clip_max
-        ),
-        COMPATIBILITY_TIMEOUT_S,
+    info = describe_inputs(
+        lambda method, request: work.unary(method, request, COMPATIBILITY_TIMEOUT_S),
+        attack, model, dataset, dataset_artifact.dataset, row.clip_min, row.clip_max,
     )
     specs = list(spec.attacks)
     resolved = [resolve(s) for s in specs]

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
+from advex.core import compatibility
 from advex.core.presigned import file_digest, put_file
 from advex.core.serving import open_channel
 from advex.gateway import jobs
@@ -96,6 +97,41 @@ def locate(
 def object_location(download: artifact_pb2.GetDownloadUrlResponse) -> attack_service_pb2.ObjectLocation:
     """Where the attack service fetches an artifact: storage's presigned GET and what it must hash to."""
     return attack_service_pb2.ObjectLocation(url=download.url, sha256=download.sha256, size_bytes=download.size_bytes)
+
+
+def describe_inputs(
+    call: Callable, attack, model: attack_service_pb2.ObjectLocation, dataset: attack_service_pb2.ObjectLocation,
+    summary: artifact_pb2.DatasetSummary, clip_min: float, clip_max: float,
+) -> attack_service_pb2.CheckCompatibilityResponse:
+    """That the dataset fits the model (INVALID_ARGUMENT with what to fix if
+    not), and what both are. `call(method, request)` makes an attack RPC
+    (plain, or tracked by a Work).
+
+    From metadata when storage recorded the dataset's value range at upload:
+    the attack service only describes the model (InspectModel, cached by
+    digest), and the dataset is not read. Datasets uploaded before storage
+    kept value ranges are checked by the attack service reading them
+    (CheckCompatibility)."""
+    if not (summary.HasField("min_value") and summary.HasField("max_value")):
+        return call(
+            attack.CheckCompatibility,
+            attack_service_pb2.CheckCompatibilityRequest(
+                model=model, dataset=dataset, clip_min=clip_min, clip_max=clip_max
+            ),
+        )
+    info = call(attack.InspectModel, attack_service_pb2.InspectModelRequest(model=model)).model
+    compatibility.check(
+        [None if d < 0 else int(d) for d in info.input_shape], info.num_classes, summary.image_shape,
+        summary.min_label, summary.max_label, summary.min_value, summary.max_value, clip_min, clip_max,
+    )
+    return attack_service_pb2.CheckCompatibilityResponse(
+        model=info,
+        dataset=attack_service_pb2.DatasetInfo(
+            samples=summary.samples, image_shape=summary.image_shape, dtype=summary.dtype,
+            min_value=summary.min_value, max_value=summary.max_value, min_label=summary.min_label,
+            max_label=summary.max_label,
+        ),
+    )
 
 
 def evaluation_seed(evaluation_id: str) -> int:
