@@ -269,8 +269,11 @@ class JobStore:
         )
         with self.engine.begin() as conn:
             conn.execute(evaluations.insert().values(**values))
+        # Read before waking the workers: the caller is promised the row as
+        # created (QUEUED), not as a worker that claimed it already left it.
+        row = self.get(values["id"])
         self._notify()
-        return self.get(values["id"])
+        return row
 
     def get(self, evaluation_id: str) -> EvaluationRow | None:
         with self.engine.connect() as conn:
