@@ -107,7 +107,7 @@ def dlr_loss(logits, labels, targets=None):
     """Per-sample Difference of Logits Ratio, to be maximised (positive once
     the sample is misclassified / classified as the target). Needs at least
     3 classes (targeted: 4)."""
-    import tensorflow as tf
+    from keras import ops
 
     classes = int(logits.shape[1])
     if classes < (4 if targets is not None else 3):
@@ -116,13 +116,21 @@ def dlr_loss(logits, labels, targets=None):
             f"apgd: loss 'dlr': {which} classes (it divides by the gap between the top logits), "
             f"the model has {classes}; use loss 'ce'"
         )
-    top = tf.math.top_k(logits, k=4 if targets is not None else 3).values
-    true = tf.gather(logits, labels, axis=1, batch_dims=1)
+    top = ops.top_k(logits, k=4 if targets is not None else 3, sorted=True)[0]
+    true = _logit_of(logits, labels)
     if targets is not None:
-        target = tf.gather(logits, targets, axis=1, batch_dims=1)
+        target = _logit_of(logits, targets)
         return -(true - target) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + DLR_EPSILON)
-    others = tf.where(tf.one_hot(labels, classes, on_value=True, off_value=False), logits.dtype.min, logits)
-    return -(true - tf.reduce_max(others, axis=1)) / (top[:, 0] - top[:, 2] + DLR_EPSILON)
+    is_label = ops.equal(ops.expand_dims(labels, 1), ops.arange(classes, dtype="int64"))
+    others = ops.where(is_label, float(np.finfo(np.float32).min), logits)
+    return -(true - ops.max(others, axis=1)) / (top[:, 0] - top[:, 2] + DLR_EPSILON)
+
+
+def _logit_of(logits, classes):
+    """Per sample, the logit of its class in `classes` (n,)."""
+    from keras import ops
+
+    return ops.squeeze(ops.take_along_axis(logits, ops.expand_dims(classes, 1), axis=1), axis=1)
 
 
 def attack_loss(run: AttackRun, logits):
@@ -131,11 +139,11 @@ def attack_loss(run: AttackRun, logits):
 
 
 def _loss(kind: str, logits, labels, targets):
-    import tensorflow as tf
+    from advex.attack.compiled import cross_entropy
 
     if kind == "dlr":
         return dlr_loss(logits, labels, targets)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels if targets is None else targets, logits=logits)
+    ce = cross_entropy(labels if targets is None else targets, logits)
     # Targeted: minimise the cross-entropy of the target.
     return ce if targets is None else -ce
 
@@ -146,21 +154,23 @@ def _builder(kind: str):
     batch reuses the trace)."""
 
     def build(logits_fn, norm, targeted: bool, shape):
-        import tensorflow as tf
+        from keras import ops
 
-        labels = tf.TensorSpec(shape[:1], tf.int64)
+        from advex.attack import backend
+        from advex.attack.backend import Spec
 
-        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32), labels, labels])
         def loss_and_gradient(x, y, targets):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
+            def loss_of(x):
                 logits = logits_fn(x)
                 loss = _loss(kind, logits, y, targets if targeted else None)
                 # Summed over the batch: each sample's gradient is its own loss's.
-                total = tf.reduce_sum(loss)
-            return logits, loss, tape.gradient(total, x)
+                return ops.sum(loss), (logits, loss)
 
-        return loss_and_gradient
+            grad, (logits, loss) = backend.gradient(loss_of, x)
+            return logits, loss, grad
+
+        labels = Spec(shape[:1], "int64")
+        return backend.compile_function(loss_and_gradient, [Spec(shape, "float32"), labels, labels])
 
     return build
 
@@ -174,7 +184,9 @@ def apgd(run: AttackRun):
 def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
     """One run of Algorithm 1 from `run.random_start(restart)`. `trace`
     (tests) receives, per step, the eta (n,) that step moves with."""
-    import tensorflow as tf
+    from keras import ops
+
+    from advex.attack import backend
 
     steps = run.attack.steps
     n = run.n
@@ -182,13 +194,13 @@ def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
 
     def each(values):
         """An (n,) numpy array as a tensor broadcasting over a sample."""
-        return tf.reshape(tf.constant(values), per_sample)
+        return ops.reshape(ops.convert_to_tensor(values), per_sample)
 
     def direction(grad):
         if run.norm == np.inf:
-            return tf.sign(grad)
-        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=list(range(1, len(grad.shape))), keepdims=True))
-        return grad / tf.maximum(norm, 1e-12)
+            return ops.sign(grad)
+        norm = ops.sqrt(ops.sum(ops.square(grad), axis=list(range(1, len(grad.shape))), keepdims=True))
+        return grad / ops.maximum(norm, 1e-12)
 
     # Compiled (7x faster than eager), the batch padded to its fixed shape.
     loss_and_gradient = run.kernel(f"apgd-{run.attack.loss}", _builder(run.attack.loss))
@@ -196,7 +208,7 @@ def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
 
     def evaluate(x):
         logits, loss, grad = loss_and_gradient(run.padded(x), y, targets)
-        return logits[:n], loss.numpy()[:n], grad[:n]
+        return logits[:n], ops.convert_to_numpy(loss)[:n], grad[:n]
 
     marks = checkpoints(steps)
     is_mark = set(marks[1:])
@@ -218,10 +230,10 @@ def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
 
     def note_success(logits, x):
         nonlocal found, x_found
-        now = run.succeeded(logits).numpy()
+        now = ops.convert_to_numpy(run.succeeded(logits))
         first = now & ~found
         if first.any():
-            x_found = tf.where(each(first), x, x_found)
+            x_found = ops.where(each(first), x, x_found)
         found = found | now
 
     for k in range(steps):
@@ -236,8 +248,8 @@ def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
             increases += loss > f_prev
             better = loss > f_max
             if better.any():
-                x_max = tf.where(each(better), x_k, x_max)
-                grad_max = tf.where(each(better), grad, grad_max)
+                x_max = ops.where(each(better), x_k, x_max)
+                grad_max = ops.where(each(better), grad, grad_max)
                 f_max = np.where(better, loss, f_max)
         f_prev = loss
         if k in is_mark:
@@ -247,8 +259,8 @@ def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
                 # x_prev stays the point before the discarded iterate, so the
                 # next step's momentum is x_max - x_prev (as in the paper,
                 # where x^(k+1) = x_max follows x^(k); and in AutoAttack).
-                x_k = tf.where(each(halve), x_max, x_k)
-                grad = tf.where(each(halve), grad_max, grad)
+                x_k = ops.where(each(halve), x_max, x_k)
+                grad = ops.where(each(halve), grad_max, grad)
                 # The iterate is now x_max: the next rise is measured from f_max.
                 f_prev = np.where(halve, f_max, f_prev)
             reduced_last, f_max_last, last_mark = halve, f_max, k
@@ -264,8 +276,8 @@ def _apgd_once(run: AttackRun, restart: int, trace: list | None = None):
         x_prev, x_k = x_k, x_next
 
     # The last iterate x_N: scored (a forward pass), never stepped from.
-    logits = run.logits_fn(x_k)
+    logits = backend.no_gradient(run.logits_fn, x_k)
     note_success(logits, x_k)
-    better = attack_loss(run, logits).numpy() > f_max
-    x_max = tf.where(each(better), x_k, x_max)
-    return tf.where(each(found), x_found, x_max)
+    better = ops.convert_to_numpy(attack_loss(run, logits)) > f_max
+    x_max = ops.where(each(better), x_k, x_max)
+    return ops.where(each(found), x_found, x_max)

@@ -1,7 +1,8 @@
 """What every attack function reads: one batch under one attack.
 
 An attack function (engine._ATTACKS) takes an `AttackRun` and returns the
-adversarial batch as a tf.Tensor. The run carries the model's logits
+adversarial batch as a tensor of the Keras backend (written in keras.ops,
+so the same attack runs on TensorFlow or PyTorch: backend.py). The run carries the model's logits
 function, the clean batch, the true labels and (targeted) the per-sample
 targets, the resolved attack, the clip range, and the per-sample seed; and
 the calls an attack makes between steps: `step` (cancellation), `on_passes`
@@ -33,9 +34,9 @@ STREAM_SPSA_PROBES = 2
 @dataclass(frozen=True)
 class AttackRun:
     logits_fn: Callable
-    x: object  # tf.Tensor float32 (n, ...)
-    y: object  # tf.Tensor int64 (n,): true labels
-    targets: object | None  # tf.Tensor int64 (n,) when targeted
+    x: object  # backend tensor float32 (n, ...)
+    y: object  # backend tensor int64 (n,): true labels
+    targets: object | None  # backend tensor int64 (n,) when targeted
     attack: ResolvedAttack
     clip_min: float
     clip_max: float
@@ -86,10 +87,10 @@ class AttackRun:
 
     def succeeded(self, logits):
         """Per sample: does this output meet the attack's goal?"""
-        import tensorflow as tf
+        from keras import ops
 
-        predicted = tf.argmax(logits, axis=1, output_type=tf.int64)
-        return predicted == self.targets if self.targeted else predicted != self.y
+        predicted = ops.cast(ops.argmax(logits, axis=1), "int64")
+        return ops.equal(predicted, self.targets) if self.targeted else ops.not_equal(predicted, self.y)
 
     def step(self, index: int, restart: int = 0, of: int | None = None) -> None:
         """Raises Cancelled when asked to stop; called before every step."""
@@ -103,12 +104,11 @@ class AttackRun:
     def project(self, x_adv):
         """Back onto the eps-ball around x, then into the data range (as
         CleverHans does: subtracting and re-adding eta can round out)."""
-        import tensorflow as tf
-        from cleverhans.tf2.utils import clip_eta
+        from keras import ops
 
-        return tf.clip_by_value(
-            self.x + clip_eta(x_adv - self.x, self.norm, self.attack.eps), self.clip_min, self.clip_max
-        )
+        from advex.attack.compiled import clip_eta
+
+        return ops.clip(self.x + clip_eta(x_adv - self.x, self.norm, self.attack.eps), self.clip_min, self.clip_max)
 
     def sample_rng(self, i: int, stream: int, index: int = 0) -> np.random.Generator:
         """The Generator of sample `first + i` for one stream of draws."""
@@ -116,11 +116,13 @@ class AttackRun:
 
     def random_start(self, restart: int = 0):
         """x plus a uniform random point of the eps-ball, in the data range."""
-        import tensorflow as tf
-        from cleverhans.tf2.utils import clip_eta
+        from keras import ops
 
-        eta = tf.constant(random_start(tuple(self.x.shape), self.attack.norm, self.attack.eps, self.seed, self.first, restart))
-        return tf.clip_by_value(self.x + clip_eta(eta, self.norm, self.attack.eps), self.clip_min, self.clip_max)
+        from advex.attack.compiled import clip_eta
+
+        shape = tuple(int(d) for d in self.x.shape)
+        eta = ops.convert_to_tensor(random_start(shape, self.attack.norm, self.attack.eps, self.seed, self.first, restart))
+        return ops.clip(self.x + clip_eta(eta, self.norm, self.attack.eps), self.clip_min, self.clip_max)
 
 
 def with_restarts(run: AttackRun, once: Callable[[AttackRun, int], object]):
@@ -139,14 +141,16 @@ def keep_first_success(run: AttackRun, best, met, x_adv):
     """Restarts: per sample, keep the first result that meets the goal, so
     a later run can never undo an earlier success. `best`/`met` are None on
     the first run. Returns the new (best, met)."""
-    import tensorflow as tf
+    from keras import ops
 
-    now = run.succeeded(run.logits_fn(x_adv))
+    from advex.attack import backend
+
+    now = run.succeeded(backend.no_gradient(run.logits_fn, x_adv))
     if best is None:
         return x_adv, now
-    take = tf.logical_and(now, tf.logical_not(met))
-    best = tf.where(tf.reshape(take, (-1,) + (1,) * (len(x_adv.shape) - 1)), x_adv, best)
-    return best, tf.logical_or(met, now)
+    take = ops.logical_and(now, ops.logical_not(met))
+    best = ops.where(ops.reshape(take, (-1,) + (1,) * (len(x_adv.shape) - 1)), x_adv, best)
+    return best, ops.logical_or(met, now)
 
 
 def random_start(

@@ -45,7 +45,7 @@ sample's result independent of its batch:
   when the loss summed over the whole batch stalls, so a sample's result
   would depend on which samples share its batch; every round runs all its
   steps here (abort_early=False in CleverHans' terms).
-- Adam is written out in TF ops, with Keras 3 `keras.optimizers.Adam`'s
+- Adam is written out in keras.ops, with Keras 3 `keras.optimizers.Adam`'s
   exact update (beta_1 0.9, beta_2 0.999, epsilon 1e-7, its bias
   correction), state and step count reset every round. It is elementwise,
   so samples stay independent, and no optimizer object or tf.Variable is
@@ -81,44 +81,45 @@ _REPEAT_FROM = 10
 
 
 def carlini_wagner_l2(run: AttackRun):
-    """The adversarial batch (tf.Tensor float32, the shape of run.x)."""
-    import tensorflow as tf
+    """The adversarial batch (a backend tensor float32, the shape of run.x)."""
+    from keras import ops
 
     attack = run.attack
     n = run.n
-    x = run.padded(tf.convert_to_tensor(run.x, dtype=tf.float32))
-    goal = run.padded(tf.convert_to_tensor(run.goal, dtype=tf.int64))
+    x = run.padded(ops.convert_to_tensor(run.x, dtype="float32"))
+    goal = run.padded(ops.convert_to_tensor(run.goal, dtype="int64"))
     rows = int(x.shape[0])
     low, span = float(run.clip_min), float(run.clip_max) - float(run.clip_min)
 
     # The same op order as CleverHans, so its results can be matched.
-    scaled = tf.clip_by_value((x - low) / span, 0.0, 1.0)
-    w_clean = tf.atanh((scaled * 2.0 - 1.0) * _TANH_SHRINK)
+    scaled = ops.clip((x - low) / span, 0.0, 1.0)
+    w_clean = ops.arctanh((scaled * 2.0 - 1.0) * _TANH_SHRINK)
     x_ref = _from_tanh(w_clean, low, span)
 
     step_fn = run.kernel(f"cw-{attack.norm}", _build_step)
-    constants = (
-        tf.constant(attack.confidence, tf.float32), tf.constant(attack.learning_rate, tf.float32),
-        tf.constant(low, tf.float32), tf.constant(span, tf.float32),
-    )
 
-    const = tf.fill((rows,), tf.constant(attack.initial_const, tf.float32))
-    lower = tf.zeros((rows,), tf.float32)
-    upper = tf.fill((rows,), tf.constant(_NO_BOUND, tf.float32))
-    best_l2 = tf.fill((rows,), tf.constant(_NO_BOUND, tf.float32))
+    def scalar(value):
+        return ops.convert_to_tensor(value, "float32")
+
+    constants = (scalar(attack.confidence), scalar(attack.learning_rate), scalar(low), scalar(span))
+
+    const = ops.full((rows,), attack.initial_const, dtype="float32")
+    lower = ops.zeros((rows,), "float32")
+    upper = ops.full((rows,), _NO_BOUND, dtype="float32")
+    best_l2 = ops.full((rows,), _NO_BOUND, dtype="float32")
     best_x = x
     rounds, steps = attack.binary_search_steps, attack.steps
     for round_ in range(rounds):
         if rounds >= _REPEAT_FROM and round_ == rounds - 1:
             const = upper
-        modifier = tf.zeros_like(x)
-        m = tf.zeros_like(x)
-        v = tf.zeros_like(x)
-        met_in_round = tf.zeros((rows,), tf.bool)
+        modifier = ops.zeros_like(x)
+        m = ops.zeros_like(x)
+        v = ops.zeros_like(x)
+        met_in_round = ops.zeros((rows,), "bool")
         for step in range(steps):
             run.step(round_ * steps + step, of=rounds * steps)
-            # A tensor, so the tf.function is traced once, not once per step.
-            local_step = tf.constant(step + 1, tf.float32)
+            # A tensor, so a compiled step is traced once, not once per step.
+            local_step = scalar(step + 1)
             modifier, m, v, best_l2, best_x, met_in_round = step_fn(
                 w_clean, x_ref, goal, modifier, m, v, local_step, const, best_l2, best_x, met_in_round, *constants
             )
@@ -127,10 +128,10 @@ def carlini_wagner_l2(run: AttackRun):
     return best_x[:n]
 
 
-def _from_tanh(w, low: float, span: float):
-    import tensorflow as tf
+def _from_tanh(w, low, span):
+    from keras import ops
 
-    return ((tf.tanh(w) + 1) / 2) * span + low
+    return ((ops.tanh(w) + 1) / 2) * span + low
 
 
 def _build_step(logits_fn, norm, targeted: bool, shape):
@@ -143,85 +144,84 @@ def _build_step(logits_fn, norm, targeted: bool, shape):
     best_x, met_in_round, confidence, learning_rate, low, span) ->
     (modifier, m, v, best_l2, best_x, met_in_round) after the step.
     """
-    import tensorflow as tf
+    from keras import ops
+
+    from advex.attack import backend
+    from advex.attack.backend import Spec
 
     axes = list(range(1, len(shape)))
     sample_shape = (-1,) + (1,) * len(axes)
-    images = tf.TensorSpec(shape, tf.float32)
-    per_sample = tf.TensorSpec(shape[:1], tf.float32)
-    scalar = tf.TensorSpec((), tf.float32)
+    images = Spec(shape, "float32")
+    per_sample = Spec(shape[:1], "float32")
+    scalar = Spec((), "float32")
 
-    @tf.function(input_signature=[
-        images, images, tf.TensorSpec(shape[:1], tf.int64), images, images, images, scalar, per_sample, per_sample,
-        images, tf.TensorSpec(shape[:1], tf.bool), scalar, scalar, scalar, scalar,
-    ])
     def step(w_clean, x_ref, goal, modifier, m, v, local_step, const, best_l2, best_x, met_in_round, confidence,
              learning_rate, low, span):
-        with tf.GradientTape() as tape:
-            tape.watch(modifier)
+        def loss_of(modifier):
             x_new = _from_tanh(w_clean + modifier, low, span)
             logits = logits_fn(x_new)
-            l2 = tf.reduce_sum(tf.square(x_new - x_ref), axes)
-            is_goal = tf.one_hot(goal, tf.shape(logits)[1], on_value=True, off_value=False)
-            real = tf.reduce_sum(tf.where(is_goal, logits, tf.zeros_like(logits)), 1)
-            other = tf.reduce_max(tf.where(is_goal, tf.fill(tf.shape(logits), -float("inf")), logits), 1)
+            l2 = ops.sum(ops.square(x_new - x_ref), axis=axes)
+            is_goal = ops.equal(ops.expand_dims(goal, 1), ops.arange(int(logits.shape[1]), dtype="int64"))
+            real = ops.sum(ops.where(is_goal, logits, ops.zeros_like(logits)), axis=1)
+            other = ops.max(ops.where(is_goal, -float("inf"), logits), axis=1)
             margin = other - real if targeted else real - other
             # 0.0 first, as CleverHans: at margin == -confidence the gradient
             # goes to the constant, not through the model.
-            f = tf.maximum(0.0, margin + confidence)
-            loss = tf.reduce_sum(l2) + tf.reduce_sum(const * f)
-        grad = tape.gradient(loss, modifier)
+            f = ops.maximum(0.0, margin + confidence)
+            return ops.sum(l2) + ops.sum(const * f), (x_new, logits, l2)
+
+        grad, (x_new, logits, l2) = backend.gradient(loss_of, modifier)
         # The iterate judged is the one the gradient is taken at, before the
         # update (as in both references): one model pass per step.
         met = _meets_goal(logits, goal, confidence, targeted)
-        better = tf.logical_and(met, l2 < best_l2)
-        best_l2 = tf.where(better, l2, best_l2)
-        best_x = tf.where(tf.reshape(better, sample_shape), x_new, best_x)
-        met_in_round = tf.logical_or(met_in_round, met)
+        better = ops.logical_and(met, ops.less(l2, best_l2))
+        best_l2 = ops.where(better, l2, best_l2)
+        best_x = ops.where(ops.reshape(better, sample_shape), x_new, best_x)
+        met_in_round = ops.logical_or(met_in_round, met)
         modifier, m, v = _adam(modifier, m, v, grad, local_step, learning_rate)
         return modifier, m, v, best_l2, best_x, met_in_round
 
-    return step
+    return backend.compile_function(step, [
+        images, images, Spec(shape[:1], "int64"), images, images, images, scalar, per_sample, per_sample,
+        images, Spec(shape[:1], "bool"), scalar, scalar, scalar, scalar,
+    ])
 
 
-def _meets_goal(logits, goal, confidence: float, targeted: bool):
+def _meets_goal(logits, goal, confidence, targeted: bool):
     """The original's success test with the confidence margin (see the
     module docstring for CleverHans' untargeted variant)."""
-    import tensorflow as tf
+    from keras import ops
 
-    shift = tf.one_hot(goal, tf.shape(logits)[1], dtype=logits.dtype) * confidence
+    shift = ops.one_hot(goal, int(logits.shape[1]), dtype=logits.dtype) * confidence
     if targeted:
-        return tf.argmax(logits - shift, axis=1, output_type=tf.int64) == goal
-    return tf.argmax(logits + shift, axis=1, output_type=tf.int64) != goal
+        return ops.equal(ops.cast(ops.argmax(logits - shift, axis=1), "int64"), goal)
+    return ops.not_equal(ops.cast(ops.argmax(logits + shift, axis=1), "int64"), goal)
 
 
-def _adam(variable, m, v, grad, local_step, learning_rate: float):
+def _adam(variable, m, v, grad, local_step, learning_rate):
     """One step of Keras 3 Adam's update_step, op for op, on tensors instead
     of optimizer slots; local_step counts from 1 each round."""
-    import tensorflow as tf
+    from keras import ops
 
-    dtype = variable.dtype
-    lr = tf.cast(learning_rate, dtype)
-    step = tf.cast(local_step, dtype)
-    beta_1_power = tf.pow(tf.cast(_BETA_1, dtype), step)
-    beta_2_power = tf.pow(tf.cast(_BETA_2, dtype), step)
-    alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+    beta_1_power = ops.power(_BETA_1, local_step)
+    beta_2_power = ops.power(_BETA_2, local_step)
+    alpha = learning_rate * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
     m = m + (grad - m) * (1 - _BETA_1)
-    v = v + (tf.square(grad) - v) * (1 - _BETA_2)
-    return variable - (m * alpha) / (tf.sqrt(v) + _EPSILON), m, v
+    v = v + (ops.square(grad) - v) * (1 - _BETA_2)
+    return variable - (m * alpha) / (ops.sqrt(v) + _EPSILON), m, v
 
 
 def _next_const(const, lower, upper, met):
     """The original's binary search over c, per sample: (const, lower, upper)
     for the next round given whether this round met the goal."""
-    import tensorflow as tf
+    from keras import ops
 
-    upper = tf.where(met, tf.minimum(upper, const), upper)
-    lower = tf.where(met, lower, tf.maximum(lower, const))
-    known = upper < _BOUND_KNOWN_BELOW
+    upper = ops.where(met, ops.minimum(upper, const), upper)
+    lower = ops.where(met, lower, ops.maximum(lower, const))
+    known = ops.less(upper, _BOUND_KNOWN_BELOW)
     halfway = (lower + upper) / 2
     # A failure with no upper bound yet grows c tenfold; a success leaves
     # one, except in the repeat round at c = upper = 1e10, where the
     # original keeps c as it is.
-    const = tf.where(known, halfway, tf.where(met, const, const * 10))
+    const = ops.where(known, halfway, ops.where(met, const, const * 10))
     return const, lower, upper

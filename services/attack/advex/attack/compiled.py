@@ -1,4 +1,4 @@
-"""Compiled attack loops: the gradient attacks' steps inside tf.function.
+"""Compiled attack loops: the gradient attacks' steps as compiled functions.
 
 An attack of k steps cannot cost less than k forward+backward passes of the
 model; run step by step from Python (one eager CleverHans call per step,
@@ -10,12 +10,15 @@ CIFAR-sized CNN, a convolution's gradient inside a while loop ran 20-25%
 slower (182 ms against 152 ms a step on 256 images), and on the digits CNN
 the loop saved nothing over one call a step.
 
-- **Same ops as CleverHans.** A step is CleverHans' own `optimize_linear`
-  and `clip_eta` on the gradient of the same cross-entropy (negated when
-  targeted), clipped to the data range after the step and again after the
-  projection, exactly as `fast_gradient_method` + `projected_gradient_descent`
-  and `momentum_iterative_method` do; tests compare with them called
-  directly.
+- **Any Keras backend.** The steps are written in `keras.ops`; the
+  gradient and the compilation come from `backend.py` (`tf.function` on
+  TensorFlow, the default; eager torch under no_grad on PyTorch).
+- **Same ops as CleverHans.** A step is CleverHans' `optimize_linear` and
+  `clip_eta` (written out here in keras.ops, op for op) on the gradient of
+  the same cross-entropy (negated when targeted), clipped to the data
+  range after the step and again after the projection, exactly as
+  `fast_gradient_method` + `projected_gradient_descent` and
+  `momentum_iterative_method` do; tests compare with them called directly.
 - **Chunks keep cancel and progress cheap.** `run_chunks` runs one step
   first, then as many as fit CHUNK_SECONDS at the measured speed before
   checking `should_stop` and reporting passes.
@@ -35,6 +38,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
+
+from advex.attack import backend
+from advex.attack.backend import Spec, compile_function
 
 # How long one compiled call may run before Python looks again (cancel,
 # progress). Long enough that the call overhead vanishes, short enough that
@@ -63,7 +69,7 @@ class Kernels:
     def get(self, kind: str, norm: str, targeted: bool, shape: tuple[int, ...], build: Callable | None = None):
         """The compiled function `kind` (a builder of this module, or `build`,
         which an attack's own module passes: build(logits_fn, norm,
-        targeted, shape) -> tf.function with a fixed input signature)."""
+        targeted, shape) -> backend.compile_function(...) of fixed shapes)."""
         key = (kind, norm, targeted, shape)
         with self._lock:
             function = self._functions.get(key)
@@ -81,86 +87,105 @@ class Kernels:
 def _build_logits(logits_fn, norm, targeted, shape):
     """The model's logits on a batch (an eager Keras call costs several ms
     of Python per batch; compiled, it costs the forward pass)."""
-    import tensorflow as tf
+    return compile_function(logits_fn, [Spec(shape, "float32")])
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
-    def logits(x):
-        return logits_fn(x)
 
-    return logits
+def optimize_linear(grad, eps, norm):
+    """CleverHans' `optimize_linear`, op for op, in keras.ops: the step of
+    size eps that best increases a linear loss of gradient `grad` (its sign
+    for L-inf, its direction for L2)."""
+    from keras import ops
+
+    if norm == np.inf:
+        return eps * ops.sign(grad)
+    axes = list(range(1, len(grad.shape)))
+    square = ops.maximum(1e-12, ops.sum(ops.square(grad), axis=axes, keepdims=True))
+    return eps * (grad / ops.sqrt(square))
+
+
+def clip_eta(eta, norm, eps):
+    """CleverHans' `clip_eta`, op for op, in keras.ops: eta projected onto
+    the eps-ball of `norm` (L-inf: clipped; L2: scaled down when longer)."""
+    from keras import ops
+
+    if norm == np.inf:
+        return ops.clip(eta, -eps, eps)
+    axes = list(range(1, len(eta.shape)))
+    length = ops.sqrt(ops.maximum(1e-12, ops.sum(ops.square(eta), axis=axes, keepdims=True)))
+    return eta * ops.minimum(1.0, eps / length)
+
+
+def cross_entropy(labels, logits):
+    """Per-sample softmax cross-entropy of integer `labels` on `logits`."""
+    from keras import ops
+
+    return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
 def _gradient(logits_fn, targeted: bool):
-    import tensorflow as tf
+    from keras import ops
+
+    def loss(goal):
+        def of(x):
+            ce = cross_entropy(goal, logits_fn(x))
+            # Summed: each sample's gradient is its own loss's.
+            return ops.sum(-ce if targeted else ce), ()
+
+        return of
 
     def gradient(x, goal):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=goal, logits=logits_fn(x))
-            if targeted:
-                loss = -loss
-        return tape.gradient(loss, x)
+        return backend.gradient(loss(goal), x)[0]
 
     return gradient
 
 
 def _signature(shape, *scalars):
-    import tensorflow as tf
-
-    images = tf.TensorSpec(shape, tf.float32)
-    labels = tf.TensorSpec(shape[:1], tf.int64)
-    return images, labels, [tf.TensorSpec((), tf.float32 if s == "f" else tf.int32) for s in scalars]
+    return [Spec(shape, "float32"), Spec(shape[:1], "int64")], [Spec((), "float32") for _ in scalars]
 
 
 def _build_fgsm(logits_fn, norm, targeted, shape):
-    import tensorflow as tf
-    from cleverhans.tf2.utils import optimize_linear
+    from keras import ops
 
     gradient = _gradient(logits_fn, targeted)
-    images, labels, (eps, low, high) = _signature(shape, "f", "f", "f")
+    (images, labels), scalars = _signature(shape, "eps", "low", "high")
 
-    @tf.function(input_signature=[images, labels, eps, low, high])
     def fgsm(x, goal, eps, clip_min, clip_max):
-        return tf.clip_by_value(x + optimize_linear(gradient(x, goal), eps, norm), clip_min, clip_max)
+        return ops.clip(x + optimize_linear(gradient(x, goal), eps, norm), clip_min, clip_max)
 
-    return fgsm
+    return compile_function(fgsm, [images, labels, *scalars])
 
 
 def _build_pgd(logits_fn, norm, targeted, shape):
     """One step of PGD (BIM) from x_adv around x."""
-    import tensorflow as tf
-    from cleverhans.tf2.utils import clip_eta, optimize_linear
+    from keras import ops
 
     gradient = _gradient(logits_fn, targeted)
-    images, labels, (step_size, eps, low, high) = _signature(shape, "f", "f", "f", "f")
+    (images, labels), scalars = _signature(shape, "step_size", "eps", "low", "high")
 
-    @tf.function(input_signature=[images, images, labels, step_size, eps, low, high])
     def pgd(x, x_adv, goal, step_size, eps, clip_min, clip_max):
         x_adv = x_adv + optimize_linear(gradient(x_adv, goal), step_size, norm)
-        x_adv = tf.clip_by_value(x_adv, clip_min, clip_max)
-        return tf.clip_by_value(x + clip_eta(x_adv - x, norm, eps), clip_min, clip_max)
+        x_adv = ops.clip(x_adv, clip_min, clip_max)
+        return ops.clip(x + clip_eta(x_adv - x, norm, eps), clip_min, clip_max)
 
-    return pgd
+    return compile_function(pgd, [images, images, labels, *scalars])
 
 
 def _build_mim(logits_fn, norm, targeted, shape):
     """One step of MIM from (x_adv, momentum) around x."""
-    import tensorflow as tf
-    from cleverhans.tf2.utils import clip_eta, optimize_linear
+    from keras import ops
 
     gradient = _gradient(logits_fn, targeted)
-    images, labels, (step_size, eps, decay, low, high) = _signature(shape, "f", "f", "f", "f", "f")
+    (images, labels), scalars = _signature(shape, "step_size", "eps", "decay", "low", "high")
     axes = list(range(1, len(shape)))
 
-    @tf.function(input_signature=[images, images, images, labels, step_size, eps, decay, low, high])
     def mim(x, x_adv, momentum, goal, step_size, eps, decay, clip_min, clip_max):
         grad = gradient(x_adv, goal)
-        grad = grad / tf.math.maximum(tf.cast(1e-12, grad.dtype), tf.reduce_mean(tf.abs(grad), axes, keepdims=True))
+        grad = grad / ops.maximum(1e-12, ops.mean(ops.abs(grad), axis=axes, keepdims=True))
         momentum = decay * momentum + grad
         x_adv = x_adv + optimize_linear(momentum, step_size, norm)
-        return tf.clip_by_value(x + clip_eta(x_adv - x, norm, eps), clip_min, clip_max), momentum
+        return ops.clip(x + clip_eta(x_adv - x, norm, eps), clip_min, clip_max), momentum
 
-    return mim
+    return compile_function(mim, [images, images, images, labels, *scalars])
 
 
 _BUILDERS = {"logits": _build_logits, "fgsm": _build_fgsm, "pgd": _build_pgd, "mim": _build_mim}
@@ -175,12 +200,16 @@ def repeat(step: Callable, state, k: int):
 
 def pad(tensor, rows: int):
     """`tensor` with zero rows appended up to `rows` (the compiled shape)."""
-    import tensorflow as tf
+    from keras import ops
 
     missing = rows - int(tensor.shape[0])
     if missing <= 0:
         return tensor
-    return tf.concat([tensor, tf.zeros((missing, *tensor.shape[1:]), dtype=tensor.dtype)], axis=0)
+    import keras
+
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    zeros = ops.zeros((missing, *(int(d) for d in tensor.shape[1:])), dtype=dtype)
+    return ops.concatenate([tensor, zeros], axis=0)
 
 
 def run_chunks(total_steps: int, step: Callable[[int], None], run_steps: Callable[[int], None],

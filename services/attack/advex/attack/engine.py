@@ -1,4 +1,4 @@
-"""Evasion attacks over a sample range, in batches, with CleverHans.
+"""Evasion attacks over a sample range, in batches, as CleverHans does them.
 
 Every attack works on the model's LOGITS (see models.py) and is given its
 labels explicitly: the true labels (untargeted), or the per-sample targets
@@ -7,7 +7,10 @@ With y=None CleverHans would attack the model's own predictions instead.
 
 One function per attack (`_ATTACKS`, whose names are attack_specs.ATTACKS),
 each taking an `attack_run.AttackRun`: FGSM, BIM, PGD and MIM here; the
-Carlini-Wagner L2, SPSA and Auto-PGD attacks in their own modules.
+Carlini-Wagner L2, SPSA and Auto-PGD attacks in their own modules. All of
+them are written in keras.ops on the Keras backend's tensors, so the same
+code runs on TensorFlow (the default) and on PyTorch (`KERAS_BACKEND=torch`);
+backend.py holds the little that differs (gradients, compilation).
 FGSM is CleverHans' `fast_gradient_method`. PGD is CleverHans'
 `projected_gradient_descent` loop written out here with the very same ops
 (`fast_gradient_method` step, `clip_eta` projection, clip to the data range);
@@ -109,7 +112,7 @@ def run_evasion(
     batch and each step of every attack). `on_passes(n)` reports n forward+backward passes
     over a batch, the unit of progress.
     """
-    import tensorflow as tf
+    from keras import ops
 
     if batch_size < 1:
         raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
@@ -118,21 +121,21 @@ def run_evasion(
         if should_stop():
             raise Cancelled(f"the attack was cancelled before sample {first}")
         x_np, y_np = dataset.batch(first, min(first + batch_size, stop))
-        x = tf.constant(x_np, dtype=tf.float32)
-        y = tf.constant(y_np, dtype=tf.int64)
+        x = ops.convert_to_tensor(x_np, dtype="float32")
+        y = ops.convert_to_tensor(y_np, dtype="int64")
         rows = min(batch_size, stop - start)
         clean_logits = model.kernels.logits(x, rows)
         targets = None
         if attack.targeted:
             targets = choose_targets(
-                attack.target, y_np, clean_logits.numpy(), int(clean_logits.shape[1]), seed, first
+                attack.target, y_np, ops.convert_to_numpy(clean_logits), int(clean_logits.shape[1]), seed, first
             )
         run = AttackRun(
-            logits_fn, x, y, None if targets is None else tf.constant(targets), attack, clip_min, clip_max, seed,
+            logits_fn, x, y, None if targets is None else ops.convert_to_tensor(targets), attack, clip_min, clip_max, seed,
             first, should_stop, on_passes, kernels=model.kernels, rows=rows,
         )
         x_adv = _attack(run)
-        adv = x_adv.numpy()
+        adv = ops.convert_to_numpy(x_adv)
         linf, l2, l0 = perturbation_norms(adv, x_np, clip_min, clip_max)
         if not attack.entry.budget == "required" and attack.bounded:
             # A minimal-perturbation attack given eps: an example beyond the
@@ -141,13 +144,13 @@ def run_evasion(
             if beyond.any():
                 adv[beyond] = x_np[beyond]
                 linf, l2, l0 = perturbation_norms(adv, x_np, clip_min, clip_max)
-                x_adv = tf.constant(adv)
+                x_adv = ops.convert_to_tensor(adv)
         adv_logits = model.kernels.logits(x_adv, rows)
         yield EvasionBatch(
             first_sample=first,
             labels=y_np.astype(np.int64, copy=False),
-            clean_probs=tf.nn.softmax(clean_logits).numpy().astype(np.float32, copy=False),
-            adv_probs=tf.nn.softmax(adv_logits).numpy().astype(np.float32, copy=False),
+            clean_probs=ops.convert_to_numpy(ops.softmax(clean_logits)).astype(np.float32, copy=False),
+            adv_probs=ops.convert_to_numpy(ops.softmax(adv_logits)).astype(np.float32, copy=False),
             linf=linf,
             l2=l2,
             l0=l0,
@@ -180,12 +183,12 @@ def _pgd(run: AttackRun):
 def _pgd_once(run: AttackRun, restart: int):
     """CleverHans' projected_gradient_descent loop (a fast_gradient_method
     step, clip_eta, the clip range), a compiled call a step."""
-    import tensorflow as tf
+    from keras import ops
 
     attack = run.attack
     pgd = run.kernel("pgd")
     x, goal = run.padded(run.x), run.padded(run.goal)
-    scalars = [tf.constant(v, tf.float32) for v in (attack.step_size, attack.eps, run.clip_min, run.clip_max)]
+    scalars = [ops.convert_to_tensor(v, "float32") for v in (attack.step_size, attack.eps, run.clip_min, run.clip_max)]
     state = [run.padded(run.random_start(restart) if attack.random_init else run.x)]
 
     def steps(k: int) -> None:
@@ -200,13 +203,15 @@ def _mim(run: AttackRun):
     the gradient of the cross-entropy, normalised by its mean absolute
     value, accumulated with decay, then a step of the momentum's sign
     (L-inf) or direction (L2)."""
-    import tensorflow as tf
+    from keras import ops
 
     attack = run.attack
     mim = run.kernel("mim")
     x, goal = run.padded(run.x), run.padded(run.goal)
-    scalars = [tf.constant(v, tf.float32) for v in (attack.step_size, attack.eps, attack.decay, run.clip_min, run.clip_max)]
-    state = [(x, tf.zeros_like(x))]
+    scalars = [
+        ops.convert_to_tensor(v, "float32") for v in (attack.step_size, attack.eps, attack.decay, run.clip_min, run.clip_max)
+    ]
+    state = [(x, ops.zeros_like(x))]
 
     def steps(k: int) -> None:
         state[0] = repeat(lambda s: mim(x, s[0], s[1], goal, *scalars), state[0], k)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from advex.attack.backend import evaluate, is_out_of_memory
 from advex.core.errors import InvalidArgument, ResourceExhausted
 from advex.core.keras_archive import SAVE_MODEL, TOO_DEEP, check_config, check_member_name, parse_json
 
@@ -87,7 +88,7 @@ class ModelSummary:
 @dataclass(frozen=True)
 class LoadedModel:
     summary: ModelSummary
-    # Maps a float32 batch (tf.Tensor) to logits (tf.Tensor (n, classes)).
+    # Maps a float32 batch (a backend tensor) to logits ((n, classes)).
     logits_fn: Callable[[Any], Any]
     keras_model: Any
     # The compiled attack loops of logits_fn (advex.attack.compiled), made
@@ -110,13 +111,6 @@ def load_model(path: str | Path, limits: ModelLimits = ModelLimits()) -> LoadedM
         return _inspect(model, limits)
     except MemoryError:
         raise out_of_memory("the model") from None
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, or TensorFlow's own OOM (ResourceExhaustedError)."""
-    return isinstance(exc, MemoryError) or (
-        type(exc).__name__ == "ResourceExhaustedError" and type(exc).__module__.startswith("tensorflow")
-    )
 
 
 def out_of_memory(what: str, hint: str = "") -> ResourceExhausted:
@@ -336,7 +330,7 @@ def _inspect_model(model, limits: ModelLimits) -> LoadedModel:
         (_PROBE_ROWS, *(_PROBE_FREE_DIM if d is None else d for d in input_shape)), dtype=np.float32
     )
     try:
-        probs = np.asarray(model(probe, training=False), dtype=np.float64)
+        probs = evaluate(lambda x: model(x, training=False), probe).astype(np.float64)
     except Exception as exc:  # noqa: BLE001
         if is_out_of_memory(exc):
             raise out_of_memory("the model") from None
@@ -351,7 +345,7 @@ def _inspect_model(model, limits: ModelLimits) -> LoadedModel:
     logits_model, source = _strip_softmax(model, keras)
     if logits_model is not None:
         try:
-            logits = np.asarray(logits_model(probe, training=False), dtype=np.float64)
+            logits = evaluate(lambda x: logits_model(x, training=False), probe).astype(np.float64)
             matches = logits.shape == probs.shape and np.allclose(_softmax(logits), probs, atol=_MATCH_ATOL)
         except Exception as exc:  # noqa: BLE001 - fall back to log(p), which is always right
             if is_out_of_memory(exc):
@@ -447,10 +441,10 @@ def _call(model):
 
 
 def _log_probabilities(model):
-    import tensorflow as tf
+    from keras import ops
 
     def logits(x):
-        return tf.math.log(tf.clip_by_value(model(x, training=False), _MIN_PROBABILITY, 1.0))
+        return ops.log(ops.clip(model(x, training=False), _MIN_PROBABILITY, 1.0))
 
     return logits
 

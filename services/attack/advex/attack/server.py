@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advex.attack import datasets, engine, models, poisoning, training, triggers
+from advex.attack import backend, datasets, engine, models, poisoning, training, triggers
 from advex.attack.config import AttackConfig
 from advex.core import attack_specs, fetch, poison_specs, tensors
 from advex.core.errors import FailedPrecondition, InvalidArgument
@@ -351,7 +351,7 @@ def _memory_guarded(batches, batch_size: int):
         except StopIteration:
             return
         except Exception as exc:
-            if not models.is_out_of_memory(exc):
+            if not backend.is_out_of_memory(exc):
                 raise
             raise models.out_of_memory(
                 f"a batch of {batch_size} samples on this model",

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from advex.attack import backend
 from advex.attack.attack_run import STREAM_SPSA_PROBES, AttackRun, random_start
 
 # Most bytes of float32 inputs given to the model in one call.
@@ -89,10 +90,20 @@ def start_uniforms(shape: tuple[int, ...], eps: float, seed: int, first: int) ->
     return random_start(shape, "inf", eps, seed, first)
 
 
+def margin_logit_loss(logits, labels):
+    """CleverHans' `margin_logit_loss`, op for op, in keras.ops: per sample,
+    the highest logit other than the label's minus the label's logit."""
+    from keras import ops
+
+    mask = ops.one_hot(labels, int(logits.shape[-1]), dtype="float32")
+    label_logits = ops.sum(mask * logits, axis=-1)
+    highest_other = ops.max(logits - mask * 99999, axis=-1)
+    return highest_other - label_logits
+
+
 def spsa(run: AttackRun):
-    """The adversarial batch (tf.Tensor) of SPSA under `run`."""
-    import tensorflow as tf
-    from cleverhans.tf2.attacks.spsa import margin_logit_loss
+    """The adversarial batch (a backend tensor) of SPSA under `run`."""
+    from keras import ops
 
     attack = run.attack
     eps, delta, lr = float(attack.eps), float(attack.delta), float(attack.learning_rate)
@@ -104,17 +115,18 @@ def spsa(run: AttackRun):
 
     def project(x_i, perturbation):
         # CleverHans' _project_perturbation, with the same ops.
-        clipped = tf.clip_by_value(perturbation, -eps, eps)
-        return tf.clip_by_value(x_i + clipped, run.clip_min, run.clip_max) - x_i
+        clipped = ops.clip(perturbation, -eps, eps)
+        return ops.clip(x_i + clipped, run.clip_min, run.clip_max) - x_i
 
     def loss(inputs, labels):
         # CleverHans' spsa loss_fn: the sign times its margin_logit_loss.
-        logits = run.logits_fn(inputs)
+        # A gradient-free attack: the model's passes record nothing.
+        logits = backend.no_gradient(run.logits_fn, inputs)
         multiplier = 1 if run.targeted else -1
-        return multiplier * margin_logit_loss(logits, labels, nb_classes=logits.shape[-1])
+        return multiplier * margin_logit_loss(logits, labels)
 
     def losses_in_chunks(inputs, labels):
-        return tf.concat(
+        return ops.concatenate(
             [loss(inputs[a:a + rows_per_call], labels[a:a + rows_per_call])
              for a in range(0, int(inputs.shape[0]), rows_per_call)],
             axis=0,
@@ -126,7 +138,7 @@ def spsa(run: AttackRun):
     # The state (perturbation, Adam's m and u) lives in numpy arrays so the
     # rows of the still-active samples can be read and written back; frozen
     # rows are never touched again.
-    pert = project(x, tf.constant(start_uniforms((n, *dims), eps, run.seed, run.first))).numpy()
+    pert = ops.convert_to_numpy(project(x, ops.convert_to_tensor(start_uniforms((n, *dims), eps, run.seed, run.first))))
     m = np.zeros_like(pert)
     u = np.zeros_like(pert)
     active = np.arange(n)
@@ -139,61 +151,64 @@ def spsa(run: AttackRun):
         # SPSAAdam._apply_gradients, same expressions in the same order (t,
         # beta_1 and beta_2 Python floats, as there), so it rounds the same.
         t = float(step + 1)
-        m_new = BETA_1 * tf.constant(m[active]) + (1.0 - BETA_1) * g
-        u_new = BETA_2 * tf.constant(u[active]) + (1.0 - BETA_2) * g * g
-        m_hat = m_new / (1.0 - tf.pow(BETA_1, t))
-        u_hat = u_new / (1.0 - tf.pow(BETA_2, t))
-        x_active = tf.gather(x, active)
-        stepped = tf.constant(pert[active]) - lr * m_hat / (tf.sqrt(u_hat) + ADAM_EPSILON)
+        m_new = BETA_1 * ops.convert_to_tensor(m[active]) + (1.0 - BETA_1) * g
+        u_new = BETA_2 * ops.convert_to_tensor(u[active]) + (1.0 - BETA_2) * g * g
+        m_hat = m_new / (1.0 - ops.power(BETA_1, t))
+        u_hat = u_new / (1.0 - ops.power(BETA_2, t))
+        rows = ops.convert_to_tensor(active)
+        x_active = ops.take(x, rows, axis=0)
+        stepped = ops.convert_to_tensor(pert[active]) - lr * m_hat / (ops.sqrt(u_hat) + ADAM_EPSILON)
         projected = project(x_active, stepped)
-        m[active], u[active], pert[active] = m_new.numpy(), u_new.numpy(), projected.numpy()
+        m[active], u[active] = ops.convert_to_numpy(m_new), ops.convert_to_numpy(u_new)
+        pert[active] = ops.convert_to_numpy(projected)
         # Early stop (CleverHans' early_stop_loss_threshold=0): the loss at
         # the new point; a sample that met its goal is frozen there.
-        now = losses_in_chunks(x_active + projected, tf.gather(goal, active)).numpy()
+        now = ops.convert_to_numpy(losses_in_chunks(x_active + projected, ops.take(goal, rows, axis=0)))
         active = active[~(now < 0.0)]
         run.on_passes(attack.samples)
         steps_done += 1
     if steps_done < attack.steps:
         # Every sample finished early: the batch still reports its full cost.
         run.on_passes(attack.samples * (attack.steps - steps_done))
-    return x + tf.constant(pert)
+    return x + ops.convert_to_tensor(pert)
 
 
 def _gradients(loss, x, goal, pert, active, rngs, half, delta, dims, rows_per_call):
     """The SPSA gradient estimates of the active samples, float32
     (len(active), *dims): SPSAAdam._compute_gradients per sample, with the
     probes of several samples sharing model calls of <= rows_per_call rows."""
-    import tensorflow as tf
+    from keras import ops
 
     grads: list = [None] * len(active)
     group: list[tuple[int, object, object]] = []  # (position, probes, inputs)
+    labels_np = ops.convert_to_numpy(goal)
 
     def flush():
         if not group:
             return
-        labels = tf.concat([tf.fill([int(probes.shape[0])], goal[int(active[pos])]) for pos, probes, _ in group], 0)
-        values = loss(tf.concat([inputs for _, _, inputs in group], 0), labels)
+        labels = np.concatenate([np.full(int(probes.shape[0]), labels_np[int(active[pos])]) for pos, probes, _ in group])
+        values = loss(ops.concatenate([inputs for _, _, inputs in group], 0), ops.convert_to_tensor(labels))
         at = 0
         for pos, probes, _ in group:
             rows = int(probes.shape[0])
-            loss_vals = tf.reshape(values[at:at + rows], [rows] + [1] * len(dims))
-            grads[pos] = tf.reduce_mean(loss_vals * probes, axis=0) / delta
+            loss_vals = ops.reshape(values[at:at + rows], [rows] + [1] * len(dims))
+            grads[pos] = ops.mean(loss_vals * probes, axis=0) / delta
             at += rows
         group.clear()
 
     for pos, i in enumerate(active):
         x_i = x[int(i):int(i) + 1]
-        p_i = tf.constant(pert[int(i):int(i) + 1])
+        p_i = ops.convert_to_tensor(pert[int(i):int(i) + 1])
         if 2 * half <= rows_per_call:
-            probes = delta * tf.sign(tf.constant(probe_uniforms(rngs[i], half, dims)))
-            probes = tf.concat([probes, -probes], axis=0)
+            probes = delta * ops.sign(ops.convert_to_tensor(probe_uniforms(rngs[i], half, dims)))
+            probes = ops.concatenate([probes, -probes], axis=0)
             if sum(int(p.shape[0]) for _, p, _ in group) + 2 * half > rows_per_call:
                 flush()
             group.append((pos, probes, x_i + (p_i + probes)))
         else:
-            grads[pos] = _split_gradient(loss, x_i, p_i, goal[int(i)], rngs[i], half, delta, dims, rows_per_call)
+            grads[pos] = _split_gradient(loss, x_i, p_i, labels_np[int(i)], rngs[i], half, delta, dims, rows_per_call)
     flush()
-    return tf.stack(grads)
+    return ops.stack(grads)
 
 
 def _split_gradient(loss, x_i, p_i, label, rng, half, delta, dims, rows_per_call):
@@ -202,14 +217,14 @@ def _split_gradient(loss, x_i, p_i, label, rng, half, delta, dims, rows_per_call
     same draws as at once), sum(loss * probe) accumulated, then divided by
     the count as reduce_mean would. Only the summation order differs from
     CleverHans."""
-    import tensorflow as tf
+    from keras import ops
 
     pairs = max(1, rows_per_call // 2)
-    total = tf.zeros(dims, tf.float32)
+    total = ops.zeros(dims, "float32")
     for a in range(0, half, pairs):
         rows = min(half, a + pairs) - a
-        probes = delta * tf.sign(tf.constant(probe_uniforms(rng, rows, dims)))
-        probes = tf.concat([probes, -probes], axis=0)
-        values = loss(x_i + (p_i + probes), tf.fill([2 * rows], label))
-        total += tf.reduce_sum(tf.reshape(values, [2 * rows] + [1] * len(dims)) * probes, axis=0)
+        probes = delta * ops.sign(ops.convert_to_tensor(probe_uniforms(rng, rows, dims)))
+        probes = ops.concatenate([probes, -probes], axis=0)
+        values = loss(x_i + (p_i + probes), ops.convert_to_tensor(np.full(2 * rows, label, dtype=np.int64)))
+        total = total + ops.sum(ops.reshape(values, [2 * rows] + [1] * len(dims)) * probes, axis=0)
     return total / float(2 * half) / delta

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from advex.attack.models import LoadedModel, is_out_of_memory, out_of_memory
+from advex.attack.backend import is_out_of_memory
+from advex.attack.models import LoadedModel, out_of_memory
 from advex.core.errors import Cancelled, InvalidArgument
 from advex.core.poison_specs import ResolvedRecipe
 
@@ -294,15 +295,16 @@ def save_model(trained: TrainedModel, directory: str | Path, name: str = "model.
 
 def probabilities(loaded: LoadedModel, x: np.ndarray, batch_size: int) -> np.ndarray:
     """softmax(logits) of `x`, float32 (n, classes), batch by batch."""
-    import tensorflow as tf
+    from keras import ops
 
     if batch_size < 1:
         raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
     out = np.empty((len(x), loaded.summary.num_classes), dtype=np.float32)
     try:
         for first in range(0, len(x), batch_size):
-            batch = tf.constant(np.asarray(x[first : first + batch_size], dtype=np.float32))
-            out[first : first + len(batch)] = tf.nn.softmax(loaded.logits_fn(batch)).numpy()
+            batch = np.asarray(x[first : first + batch_size], dtype=np.float32)
+            logits = loaded.kernels.logits(ops.convert_to_tensor(batch), batch_size)
+            out[first : first + len(batch)] = ops.convert_to_numpy(ops.softmax(logits))
     except Exception as exc:
         if is_out_of_memory(exc):
             raise out_of_memory(
