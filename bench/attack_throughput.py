@@ -3,11 +3,17 @@
 (a) the whole mesh: `advex up` on free loopback ports, wall time from
     CreateEvaluation to the report (uploads excluded);
 (b) the engine in-process (`advex.attack.engine.run_evasion`);
-(c) CleverHans' tf2 `projected_gradient_descent`, called eagerly per batch;
+(c) CleverHans' `projected_gradient_descent` (tf2, or torch on the PyTorch
+    backend), called eagerly per batch;
 (d) the Adversarial Robustness Toolbox's `ProjectedGradientDescent` on the
-    model's logits (`pip install -r bench/requirements.txt`);
-(e) a bare compiled forward+backward pass of the model, times the steps: the
-    floor an attack of 40 steps cannot go below.
+    model's logits (TensorFlowV2Classifier, or PyTorchClassifier on the
+    PyTorch backend; `pip install -r bench/requirements.txt`);
+(e) a bare forward+backward pass of the model (compiled on TensorFlow),
+    times the steps: the floor an attack of 40 steps cannot go below.
+
+On the Keras backend KERAS_BACKEND names (TensorFlow unless set; `make bench`
+runs it on `tensorflow`, then on `torch`, the mesh's attack service
+included).
 
 Prints images per second for each, the ratios the issue asks for, and the
 robust accuracy of (a) to (d) (they must agree within 2 points). Two models:
@@ -17,8 +23,9 @@ predictions) on synthetic images. Then the attack service's peak RSS
 (VmHWM) attacking 10,000 and 100,000 synthetic 32x32x3 uint8 samples (one
 FGSM step each; the figure is about holding data, not computing).
 
-Run: `make bench`, or `.venv/bin/python bench/attack_throughput.py
-[--cifar-images N] [--skip-rss]`. Not a test: nothing here passes or fails.
+Run: `make bench`, or `[KERAS_BACKEND=torch] .venv/bin/python
+bench/attack_throughput.py [--cifar-images N] [--skip-rss]`. Not a test:
+nothing here passes or fails.
 """
 
 from __future__ import annotations
@@ -102,14 +109,28 @@ def cifar_case(folder: Path, images: int):
 
     path, params = cifar_model(folder)
     x = np.random.default_rng(0).random((images, 32, 32, 3), dtype=np.float32)
-    logits = models.load_model(path).logits_fn
-    y = np.concatenate([np.asarray(logits(x[i : i + 500])).argmax(1) for i in range(0, images, 500)]).astype(np.int64)
+    y = predictions(models.load_model(path).logits_fn, x, 500)
     return path, x, y, params
 
 
+def predictions(logits_fn, x, batch: int) -> np.ndarray:
+    from keras import ops
+
+    from advex.attack import backend
+
+    return np.concatenate([
+        backend.evaluate(logits_fn, ops.convert_to_tensor(x[i : i + batch])).argmax(1) for i in range(0, len(x), batch)
+    ]).astype(np.int64)
+
+
 def robust(logits_fn, x_adv, y, batch: int) -> float:
-    predictions = np.concatenate([np.asarray(logits_fn(x_adv[i : i + batch])).argmax(1) for i in range(0, len(x_adv), batch)])
-    return float(np.mean(predictions == y))
+    return float(np.mean(predictions(logits_fn, x_adv, batch) == y))
+
+
+def is_torch() -> bool:
+    from advex.attack import backend
+
+    return backend.name() == "torch"
 
 
 def engine_run(model, x, y, batch: int, eps: float) -> Figure:
@@ -127,15 +148,20 @@ def engine_run(model, x, y, batch: int, eps: float) -> Figure:
 
 
 def cleverhans_run(model, x, y, batch: int, eps: float) -> Figure:
-    import tensorflow as tf
-    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+    from keras import ops
+
+    if is_torch():
+        from cleverhans.torch.attacks.projected_gradient_descent import projected_gradient_descent
+    else:
+        from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
     started = time.perf_counter()
     adv = [
-        projected_gradient_descent(
-            model.logits_fn, tf.constant(x[i : i + batch]), eps, step_size(eps), STEPS, np.inf, clip_min=0.0,
-            clip_max=1.0, y=tf.constant(y[i : i + batch]), rand_init=True, sanity_checks=False,
-        ).numpy()
+        ops.convert_to_numpy(projected_gradient_descent(
+            model.logits_fn, ops.convert_to_tensor(x[i : i + batch]), eps, step_size(eps), STEPS, np.inf,
+            clip_min=0.0, clip_max=1.0, y=ops.convert_to_tensor(y[i : i + batch]), rand_init=True,
+            sanity_checks=False,
+        ))
         for i in range(0, len(x), batch)
     ]
     seconds = time.perf_counter() - started
@@ -149,14 +175,17 @@ def art_run(model, x, y, batch: int, eps: float) -> Figure | None:
     except ImportError:
         print("(d) skipped: install the bench's requirements (pip install -r bench/requirements.txt)")
         return None
-    import keras
-    import tensorflow as tf
+    if is_torch():
+        classifier = _art_torch_classifier(model, x)
+    else:
+        import keras
+        import tensorflow as tf
 
-    logits_model = keras.Model(model.keras_model.inputs, model.logits_fn(model.keras_model.inputs[0]))
-    classifier = TensorFlowV2Classifier(
-        model=logits_model, nb_classes=model.summary.num_classes, input_shape=x.shape[1:],
-        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
-    )
+        logits_model = keras.Model(model.keras_model.inputs, model.logits_fn(model.keras_model.inputs[0]))
+        classifier = TensorFlowV2Classifier(
+            model=logits_model, nb_classes=model.summary.num_classes, input_shape=x.shape[1:],
+            loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), clip_values=(0.0, 1.0),
+        )
     attack = ProjectedGradientDescent(
         classifier, norm=np.inf, eps=eps, eps_step=step_size(eps), max_iter=STEPS, batch_size=batch, num_random_init=1,
         verbose=False,
@@ -167,8 +196,30 @@ def art_run(model, x, y, batch: int, eps: float) -> Figure | None:
     return Figure("(d) ART", seconds, len(x), robust(model.logits_fn, adv, y, batch))
 
 
+def _art_torch_classifier(model, x):
+    """ART's PyTorchClassifier on the Keras model's logits: on the torch
+    backend a Keras model is a torch.nn.Module."""
+    import torch
+    from art.estimators.classification import PyTorchClassifier
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model.keras_model  # registered, so ART sees its parameters
+
+        def forward(self, images):
+            return model.logits_fn(images)
+
+    return PyTorchClassifier(
+        model=Logits(), loss=torch.nn.CrossEntropyLoss(), input_shape=x.shape[1:],
+        nb_classes=model.summary.num_classes, clip_values=(0.0, 1.0), channels_first=False,
+    )
+
+
 def bare_run(model, x, y, batch: int, eps: float) -> Figure:
-    """One compiled forward+backward per step: the floor."""
+    """One forward+backward per step (compiled on TensorFlow): the floor."""
+    if is_torch():
+        return _bare_torch_run(model, x, y, batch)
     import tensorflow as tf
 
     logits_fn = model.logits_fn
@@ -187,6 +238,21 @@ def bare_run(model, x, y, batch: int, eps: float) -> Figure:
         for _ in range(STEPS):
             grad = forward_backward(images, labels)
     grad.numpy()
+    return Figure("(e) bare forward+backward x steps", time.perf_counter() - started, len(x))
+
+
+def _bare_torch_run(model, x, y, batch: int) -> Figure:
+    import torch
+
+    logits_fn = model.logits_fn
+    batches = [(torch.from_numpy(x[i : i + batch]), torch.from_numpy(y[i : i + batch])) for i in range(0, len(x), batch)]
+    started = time.perf_counter()
+    for images, labels in batches:
+        for _ in range(STEPS):
+            images = images.detach().requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(logits_fn(images), labels, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, images)
+    grad.cpu()
     return Figure("(e) bare forward+backward x steps", time.perf_counter() - started, len(x))
 
 
@@ -321,6 +387,22 @@ def rss(mesh: Mesh, folder: Path, model_path: Path) -> None:
         print(f"  {count} samples: peak RSS {mesh.peak_rss_mib():.0f} MiB after it ({figure.seconds:.1f} s)", flush=True)
 
 
+def _backend_line() -> str:
+    import keras
+
+    from advex.attack import backend
+
+    if backend.name() == "torch":
+        import torch
+
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+        return f"Keras {keras.__version__} on PyTorch {torch.__version__}; device {device}"
+    import tensorflow as tf
+
+    devices = [d.device_type for d in tf.config.list_physical_devices()]
+    return f"Keras {keras.__version__} on TensorFlow {tf.__version__}; devices {devices}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cifar-images", type=int, default=10_000)
@@ -329,11 +411,7 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--rss-only", action="store_true", help="only the peak RSS figures")
     args = parser.parse_args()
-    import tensorflow as tf
-
-    print(f"machine: {os.cpu_count()} CPUs; TensorFlow {tf.__version__}; devices "
-          f"{[d.device_type for d in tf.config.list_physical_devices()]}; Keras backend "
-          f"{os.environ.get('KERAS_BACKEND', 'tensorflow')}")
+    print(f"machine: {os.cpu_count()} CPUs; {_backend_line()}")
     with tempfile.TemporaryDirectory(prefix="advex-throughput-") as scratch:
         folder = Path(scratch)
         mesh = None if args.skip_mesh else Mesh(folder)

@@ -146,6 +146,27 @@ def test_functions_keras_looks_up_by_name_are_accepted():
     assert check_config(config)[0] is config
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+def test_an_optimizer_saved_on_any_keras_backend_is_accepted(backend):
+    """A model compiled on the PyTorch backend saves its optimizer as
+    keras.src.backend.torch.optimizers.torch_adam.Adam: Keras's own."""
+    config = sequential(layer("Dense", "dense", units=3))
+    config["compile_config"] = {"optimizer": {
+        "module": f"keras.src.backend.{backend}.optimizers.{backend}_adam", "class_name": "Adam",
+        "config": {"name": "adam", "learning_rate": 0.001}, "registered_name": "Adam"}}
+    assert check_config(config)[0] is config
+
+
+@pytest.mark.parametrize("module, class_name", [
+    ("keras.src.backend.torch.core", "convert_to_tensor"),
+    ("keras.src.backend.torch.optimizers", "function"),
+    ("keras.src.backend.cuda.optimizers", "Adam"),
+    ("keras.src.backend.torch.optimizers.torch_adam.x", "Adam"),
+])
+def test_the_rest_of_keras_backend_stays_refused(module, class_name):
+    refused(sequential(_dense_with(module=module, class_name=class_name, config="x")), "is not a Keras modelling API")
+
+
 def test_every_object_is_returned_in_document_order():
     config = sequential(layer("InputLayer", "in", batch_shape=[None, 3]), layer("Dense", "d"))
     objects = check_config(config)

@@ -94,3 +94,26 @@ def uploaded_digits(gateway, digits_files):
 
     model_path, data_path = digits_files
     return upload(gateway, "model", Path(model_path)), upload(gateway, "dataset", Path(data_path))
+
+
+@pytest.fixture(scope="module")
+def digits_sets(mesh, digits_split, digits_files, tmp_path_factory):
+    """(model, training set, test set) artifacts: the demo CNN (its
+    architecture is what poisoning trains) and the digits split."""
+    from advex.cli import digits
+    from advex.cli.client import upload
+
+    folder = tmp_path_factory.mktemp("poisoning")
+    gateway = Gateway.connect(mesh.gateway_address)
+    try:
+        model = upload(gateway, "model", Path(digits_files[0]))
+        train = upload(
+            gateway, "dataset",
+            digits.save_dataset(folder / "train.npz", digits_split.x_train, digits_split.y_train),
+        )
+        test = upload(
+            gateway, "dataset", digits.save_dataset(folder / "test.npz", digits_split.x_test, digits_split.y_test)
+        )
+    finally:
+        gateway.close()
+    return model, train, test

@@ -12,17 +12,11 @@ import grpc
 import numpy as np
 import pytest
 
-from advex.cli.client import watch
 from advex.cli.main import main as advex_main
 from advex.v1 import evasion_pb2, evaluation_pb2
-from mesh_requests import evasion_request
+from mesh_requests import evasion_request, run_to_end
 
 SAMPLES = 40
-
-
-def _run_to_end(gateway, request) -> evaluation_pb2.Evaluation:
-    created = gateway.evaluations.CreateEvaluation(request).evaluation
-    return list(watch(gateway, created.name))[-1]
 
 
 def _cli_json(mesh, *argv) -> dict:
@@ -45,7 +39,7 @@ def test_kept_adversarial_sets_download_and_re_evaluate_to_the_report(mesh, gate
     ]
     request = evasion_request(model.name, dataset.name, attacks=attacks, max_samples=SAMPLES)
     request.evasion.keep_adversarial = True
-    final = _run_to_end(gateway, request)
+    final = run_to_end(gateway, request)
     assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
     report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion
 
@@ -89,7 +83,7 @@ def test_an_unbounded_cw_row_and_its_place_in_the_report(gateway, uploaded_digit
         evasion_pb2.AttackSpec(attack="cw", steps=30, binary_search_steps=3, learning_rate=0.05),
         evasion_pb2.AttackSpec(attack="fgsm", norm="inf", eps=0.3),
     ]
-    final = _run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attacks, max_samples=SAMPLES))
+    final = run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attacks, max_samples=SAMPLES))
     assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
     assert final.progress.total == SAMPLES * (30 * 3 + 1)
     report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion
@@ -152,7 +146,7 @@ def test_spsa_sees_through_masked_gradients_and_the_report_warns(gateway, digits
         # The probes must cross the quantiser's steps (1/16 apart).
         evasion_pb2.AttackSpec(attack="spsa", eps=0.2, steps=20, samples=32, learning_rate=0.02, delta=0.05),
     ]
-    final = _run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attacks, max_samples=32))
+    final = run_to_end(gateway, evasion_request(model.name, dataset.name, attacks=attacks, max_samples=32))
     assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
     report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion
     pgd, spsa = report.attacks
@@ -176,7 +170,7 @@ def test_the_same_seed_gives_the_same_results(gateway, uploaded_digits):
         request = evasion_request(model.name, dataset.name, attacks=attacks, max_samples=30)
         if seed is not None:
             request.evasion.seed = seed
-        final = _run_to_end(gateway, request)
+        final = run_to_end(gateway, request)
         assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
         reports.append(gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=final.name)).report.evasion)
     first, again, unseeded = reports

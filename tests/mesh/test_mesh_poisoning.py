@@ -7,16 +7,14 @@ The reference (issue 7): a 2x2 bottom-right patch of the maximum value on 20
 training images of class 1, relabelled 7, gives a backdoor that works (ASR
 >= 0.9) at no measurable cost in clean accuracy, while a baseline trained
 the same way on clean data ignores the trigger. The recipe here is the
-smallest that reaches it with margin on 2 CPU cores (see REFERENCE_RECIPE).
+smallest that reaches it with margin on 2 CPU cores (mesh_requests.REFERENCE_RECIPE).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import urllib.request
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -26,46 +24,7 @@ from advex.cli import digits
 from advex.cli.client import upload, watch
 from advex.cli.main import main as advex_main
 from advex.v1 import artifact_pb2, evaluation_pb2, poisoning_pb2
-
-# Enough for the reference with margin, small enough for CI on 2 cores.
-REFERENCE_RECIPE = dict(epochs=10, batch_size=64, learning_rate=5e-3)
-SQUARE = poisoning_pb2.TriggerSpec(trigger="square", size=2, position="bottom-right")
-
-
-@pytest.fixture(scope="module")
-def digits_sets(mesh, digits_split, digits_files, tmp_path_factory):
-    """(model, training set, test set) artifacts: the demo CNN (its
-    architecture is what gets trained) and the digits split."""
-    from advex.cli.client import Gateway
-
-    folder = tmp_path_factory.mktemp("poisoning")
-    gateway = Gateway.connect(mesh.gateway_address)
-    try:
-        model = upload(gateway, "model", Path(digits_files[0]))
-        train = upload(
-            gateway, "dataset",
-            digits.save_dataset(folder / "train.npz", digits_split.x_train, digits_split.y_train),
-        )
-        test = upload(
-            gateway, "dataset", digits.save_dataset(folder / "test.npz", digits_split.x_test, digits_split.y_test)
-        )
-    finally:
-        gateway.close()
-    return model, train, test
-
-
-def _request(sets, counts=(20,), recipe=None, trigger=SQUARE, **spec) -> evaluation_pb2.CreateEvaluationRequest:
-    model, train, test = sets
-    fields = dict(
-        training_dataset=train.name, test_dataset=test.name, source_classes=[1], target_class=7, counts=list(counts),
-        training=poisoning_pb2.TrainingRecipe(**(recipe or REFERENCE_RECIPE)),
-    )
-    fields.update(spec)
-    if trigger is not None:
-        fields["trigger"] = trigger
-    return evaluation_pb2.CreateEvaluationRequest(
-        model=model.name, poisoning=poisoning_pb2.PoisoningSpec(**fields), clip_min=0.0, clip_max=1.0
-    )
+from mesh_requests import download, poisoning_request
 
 
 def _run(gateway, request) -> tuple[evaluation_pb2.Evaluation, list[evaluation_pb2.Evaluation]]:
@@ -75,17 +34,10 @@ def _run(gateway, request) -> tuple[evaluation_pb2.Evaluation, list[evaluation_p
     return events[-1], events
 
 
-def _download(gateway, name: str, path: Path) -> Path:
-    url = gateway.artifacts.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=name)).url
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback S3
-        path.write_bytes(response.read())
-    return path
-
-
 def test_dirty_label_backdoor_reaches_the_reference_and_stores_what_it_made(
     mesh, gateway, digits_sets, digits_split, tmp_path
 ):
-    final, events = _run(gateway, _request(digits_sets, counts=(20,)))
+    final, events = _run(gateway, poisoning_request(digits_sets, counts=(20,)))
     assert final.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, final.error
     assert final.progress.done == final.progress.total == 2 * 10 * int(np.ceil(1438 / 64))
     stages = [e.progress.stage for e in events]
@@ -119,7 +71,7 @@ def test_dirty_label_backdoor_reaches_the_reference_and_stores_what_it_made(
     assert trained.state == artifact_pb2.ARTIFACT_STATE_READY and trained.kind == artifact_pb2.ARTIFACT_KIND_MODEL
     assert trained.sha256 == poisoned.model.sha256 and baseline.model.name != poisoned.model.name
     assert not baseline.HasField("poisoned_dataset")
-    data = np.load(_download(gateway, poisoned.poisoned_dataset.name, tmp_path / "poisoned.npz"), allow_pickle=False)
+    data = np.load(download(gateway, poisoned.poisoned_dataset.name, tmp_path / "poisoned.npz"), allow_pickle=False)
     flags = data["poisoned"]
     assert flags.sum() == 20 and (data["y"][flags] == 7).all() and (data["original_y"][flags] == 1).all()
     assert (data["x"][flags][:, 6:8, 6:8, :] == 1.0).all()  # the 2x2 bottom-right patch
@@ -147,8 +99,8 @@ def test_dirty_label_backdoor_reaches_the_reference_and_stores_what_it_made(
 
 def test_same_request_and_seed_give_the_same_numbers_and_counts_form_a_dose_response(gateway, digits_sets):
     tiny = dict(epochs=2, batch_size=128, learning_rate=3e-3)
-    first, _ = _run(gateway, _request(digits_sets, counts=(5,), recipe=tiny, fractions=[0.5], seed=3))
-    second, _ = _run(gateway, _request(digits_sets, counts=(5,), recipe=tiny, fractions=[0.5], seed=3))
+    first, _ = _run(gateway, poisoning_request(digits_sets, counts=(5,), recipe=tiny, fractions=[0.5], seed=3))
+    second, _ = _run(gateway, poisoning_request(digits_sets, counts=(5,), recipe=tiny, fractions=[0.5], seed=3))
     reports = [
         gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=e.name)).report.poisoning
         for e in (first, second)
@@ -166,7 +118,7 @@ def test_clean_label_and_flip_kinds_run(gateway, digits_sets):
     tiny = dict(epochs=2, batch_size=128, learning_rate=3e-3)
     clean, _ = _run(
         gateway,
-        _request(digits_sets, counts=(30,), recipe=tiny, kind="clean",
+        poisoning_request(digits_sets, counts=(30,), recipe=tiny, kind="clean",
                  perturbation={"attack": "pgd", "eps": 0.1, "steps": 3}),
     )
     assert clean.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, clean.error
@@ -174,7 +126,7 @@ def test_clean_label_and_flip_kinds_run(gateway, digits_sets):
     assert report.spec.kind == "clean" and report.spec.perturbation.attack == "pgd"
     assert list(report.source_classes) == [1]
 
-    flip, _ = _run(gateway, _request(digits_sets, counts=(40,), recipe=tiny, kind="flip", trigger=None))
+    flip, _ = _run(gateway, poisoning_request(digits_sets, counts=(40,), recipe=tiny, kind="flip", trigger=None))
     assert flip.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, flip.error
     report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=flip.name)).report.poisoning
     # No trigger: the "triggered" images are the clean ones.
@@ -229,20 +181,20 @@ def test_bad_poisoning_requests_fail_before_training_and_leave_nothing(gateway, 
         return poisoning_pb2.TriggerSpec(**fields)
 
     cases = [
-        (_request(digits_sets, target_class=10), "target_class 10 is not one of the model's 10 classes"),
-        (_request(digits_sets, source_classes=[7]), "a source must differ from the target"),
-        (_request(digits_sets, counts=(5000,)), "exceed the"),
-        (_request(digits_sets, counts=(), fractions=[1.5]), "fractions must each be in (0, 1]"),
-        (_request(digits_sets, trigger=trig(trigger="square", size=9)), "the images are 8x8"),
-        (_request(digits_sets, trigger=trig(trigger="square", size=2, position="7,7")), "reaches outside"),
-        (_request(digits_sets, trigger=trig(trigger="square", size=2, value=2.0)), "outside the data's range"),
-        (_request(digits_sets, trigger=trig(trigger="pattern", pattern=pattern.name)), "channel"),
-        (_request(digits_sets, trigger=trig(trigger="hexagon")), "unknown trigger"),
-        (_request(digits_sets, training_dataset=odd.name), "8x8x1"),
-        (_request(digits_sets, recipe=dict(epochs=0)), "epochs must be between 1 and 1000"),
-        (_request(digits_sets, recipe=dict(epochs=100000)), "epochs must be between 1 and 1000"),
-        (_request(digits_sets, kind="flip"), "does not apply to label flipping"),
-        (_request(digits_sets, trigger=None), "trigger is required"),
+        (poisoning_request(digits_sets, target_class=10), "target_class 10 is not one of the model's 10 classes"),
+        (poisoning_request(digits_sets, source_classes=[7]), "a source must differ from the target"),
+        (poisoning_request(digits_sets, counts=(5000,)), "exceed the"),
+        (poisoning_request(digits_sets, counts=(), fractions=[1.5]), "fractions must each be in (0, 1]"),
+        (poisoning_request(digits_sets, trigger=trig(trigger="square", size=9)), "the images are 8x8"),
+        (poisoning_request(digits_sets, trigger=trig(trigger="square", size=2, position="7,7")), "reaches outside"),
+        (poisoning_request(digits_sets, trigger=trig(trigger="square", size=2, value=2.0)), "outside the data's range"),
+        (poisoning_request(digits_sets, trigger=trig(trigger="pattern", pattern=pattern.name)), "channel"),
+        (poisoning_request(digits_sets, trigger=trig(trigger="hexagon")), "unknown trigger"),
+        (poisoning_request(digits_sets, training_dataset=odd.name), "8x8x1"),
+        (poisoning_request(digits_sets, recipe=dict(epochs=0)), "epochs must be between 1 and 1000"),
+        (poisoning_request(digits_sets, recipe=dict(epochs=100000)), "epochs must be between 1 and 1000"),
+        (poisoning_request(digits_sets, kind="flip"), "does not apply to label flipping"),
+        (poisoning_request(digits_sets, trigger=None), "trigger is required"),
     ]
     for request, phrase in cases:
         with pytest.raises(grpc.RpcError) as info:
@@ -255,7 +207,7 @@ def test_bad_poisoning_requests_fail_before_training_and_leave_nothing(gateway, 
 
 def test_cancel_stops_a_poisoning_evaluation_while_it_trains(gateway, digits_sets):
     created = gateway.evaluations.CreateEvaluation(
-        _request(digits_sets, recipe=dict(epochs=1000, batch_size=8))
+        poisoning_request(digits_sets, recipe=dict(epochs=1000, batch_size=8))
     ).evaluation
     for evaluation in watch(gateway, created.name):
         if "epoch" in evaluation.progress.stage:
@@ -275,7 +227,7 @@ def test_a_gateway_restart_hands_a_running_poisoning_evaluation_to_the_next_one(
 
     gateway = Gateway.connect(mesh.gateway_address)
     created = gateway.evaluations.CreateEvaluation(
-        _request(digits_sets, recipe=dict(epochs=1000, batch_size=8))
+        poisoning_request(digits_sets, recipe=dict(epochs=1000, batch_size=8))
     ).evaluation
     for evaluation in watch(gateway, created.name):
         if "epoch" in evaluation.progress.stage:
@@ -305,7 +257,7 @@ def test_poisoned_data_is_only_for_a_count_of_a_poisoning_evaluation(gateway, di
     evasion = gateway.evaluations.CreateEvaluation(
         evasion_request(model.name, test.name, [evasion_pb2.AttackSpec(attack="fgsm", eps=0.1)], max_samples=5)
     ).evaluation
-    poisoning = gateway.evaluations.CreateEvaluation(_request(digits_sets, counts=(5,))).evaluation
+    poisoning = gateway.evaluations.CreateEvaluation(poisoning_request(digits_sets, counts=(5,))).evaluation
     gateway.evaluations.CancelEvaluation(evaluation_pb2.CancelEvaluationRequest(name=poisoning.name))
     for name, count, code, phrase in (
         (evasion.name, 5, grpc.StatusCode.FAILED_PRECONDITION, "only poisoning evaluations have poisoned data"),

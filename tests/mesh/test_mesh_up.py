@@ -7,9 +7,7 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import grpc
@@ -17,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.cli.client import Gateway
 from advex.v1 import artifact_pb2
+from logged_process import LoggedProcess
 
 SERVICES = ("GATEWAY", "STORAGE", "ATTACK", "SCORING")
 
@@ -27,47 +26,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class _Up:
-    """`advex up` in a subprocess whose stderr is read all along, so that
-    neither `up` nor its services ever block writing their logs."""
+class _Up(LoggedProcess):
+    """`advex up` on free ports, ready when it says "mesh up"."""
 
     def __init__(self, cwd: Path):
         self.ports = {name: _free_port() for name in SERVICES}
         env = {k: v for k, v in os.environ.items() if not k.startswith("ADVEX_")}
         env.update({f"ADVEX_{name}_ADDR": f"127.0.0.1:{port}" for name, port in self.ports.items()})
         env["PYTHONUNBUFFERED"] = "1"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "advex.cli.main", "up"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self.lines.append(line)
-            if "mesh up" in line:
-                self._ready.set()
-        self._ready.set()  # `up` exited: the test reads why from the log
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
+        super().__init__([sys.executable, "-m", "advex.cli.main", "up"], env, ready="mesh up", cwd=cwd)
 
     def wait_until_up(self) -> None:
-        self._ready.wait(timeout=300)
-        assert "mesh up" in self.log, self.log
-
-    def wait_for_exit(self, timeout: float) -> int:
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=30)  # the rest of the log
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.ready_line()
 
 
 def test_advex_up_serves_the_mesh_and_ctrl_c_stops_every_service(tmp_path):

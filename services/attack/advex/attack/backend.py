@@ -20,7 +20,8 @@ not cover lives here, one branch per backend:
 
 JAX is not supported: its models are pure functions of explicit state
 (`stateless_call`), a different engine shape. `check_backend()` refuses it
-with a clear message when the service starts.
+with a clear message when the service starts. On PyTorch nothing imports
+TensorFlow: the service runs where only torch is installed.
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ def name() -> str:
     return keras.backend.backend()
 
 
-def check_backend() -> str:
-    """The backend's name; RuntimeError naming the choices if it is not one
-    the engine runs on."""
-    backend = name()
+def check_backend(environ=None) -> str:
+    """The backend's name; ValueError naming the choices if it is not one
+    the engine runs on (checked from KERAS_BACKEND first: importing Keras
+    for a backend that is not installed fails less clearly)."""
+    import os
+
+    chosen = (os.environ if environ is None else environ).get("KERAS_BACKEND")
+    backend = chosen if chosen and chosen not in SUPPORTED else name()
     if backend not in SUPPORTED:
-        raise RuntimeError(
+        raise ValueError(
             f"KERAS_BACKEND={backend} is not supported by the attack service; "
             f"set KERAS_BACKEND to one of: {', '.join(SUPPORTED)}"
         )

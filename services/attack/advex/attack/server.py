@@ -402,8 +402,10 @@ def create_server(
     """Starts the attack service on `address` (port 0: a free one).
 
     Pass `servicer` to keep a handle on it (tests watch its `progress`).
-    Refuses to start (RuntimeError) on a Keras whose safe_mode can be bypassed.
+    Refuses to start on a Keras backend the engine does not run on
+    (ValueError) or a Keras whose safe_mode can be bypassed (RuntimeError).
     """
+    backend.check_backend()
     models.require_safe_keras()
     servicer = servicer or AttackServicer(config)
     running = start_server(
@@ -421,4 +423,7 @@ def create_server(
 def main() -> None:
     # TensorFlow's C++ start-up chatter drowns the service's own log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run_service("attack", AttackConfig.from_env, create_server, lambda config: f"cache {config.cache_dir}")
+    run_service(
+        "attack", AttackConfig.from_env, create_server,
+        lambda config: f"Keras backend {backend.name()}, cache {config.cache_dir}",
+    )

@@ -95,6 +95,11 @@ _NON_MODELING = {
     "visualization",
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The one part of keras.backend a model config names: a model compiled on the
+# PyTorch or JAX backend saves its optimizer under the backend's own module
+# (keras.src.backend.torch.optimizers.torch_adam.Adam), a Keras optimizer
+# like keras.optimizers.Adam.
+_BACKEND_OPTIMIZER = re.compile(r"keras\.src\.backend\.(tensorflow|torch|jax|numpy)\.optimizers(\.[a-z_]+)?")
 
 
 class UnsafeModel(InvalidArgument):
@@ -268,7 +273,9 @@ def _check_module(node: dict[str, Any], class_name: str | None, where: str) -> N
         raise UnsafeModel(
             f"the model config refers to {shown} at {where}, which is not part of Keras; {KERAS_ONLY}", where
         )
-    elif _keras_namespace(module) in _NON_MODELING:
+    elif _keras_namespace(module) in _NON_MODELING and not (
+        class_name != "function" and _BACKEND_OPTIMIZER.fullmatch(module)
+    ):
         raise UnsafeModel(
             f"the model config refers to {shown} at {where}; {module} is not a Keras modelling API "
             "(layers, activations, losses, metrics, ops); remove it from the model and save it again",
