@@ -50,6 +50,7 @@ api-baseline: venv
 bench: venv
 	$(BIN)/python -m pip install -q -c constraints.txt -r bench/requirements.txt
 	$(BIN)/python bench/attack_throughput.py
+	KERAS_BACKEND=torch $(BIN)/python bench/attack_throughput.py
 	$(BIN)/python bench/bench_attack.py
 
 clean:

@@ -284,3 +284,30 @@ def test_attack_config_batch_size_zero_means_chosen(monkeypatch):
     assert (config.batch_size, config.attack_memory_bytes) == (64, 1000)
     with pytest.raises(ValueError, match="ADVEX_ATTACK_BATCH_SIZE must be >= 0"):
         AttackConfig.from_env({"ADVEX_ATTACK_BATCH_SIZE": "-1"})
+
+
+def test_attacks_on_the_same_samples_share_the_clean_pass(model, dataset, monkeypatch):
+    calls = []
+    logits = model.kernels.logits
+    monkeypatch.setattr(model.kernels, "logits", lambda x, rows: calls.append(len(x)) or logits(x, rows))
+    clean = engine.CleanLogits(max_bytes=2**20)
+    batches, first = run_attack(model, dataset, resolve(attack="fgsm", eps=0.1), batch_size=16, clean=clean)
+    # Every batch: one clean and one adversarial pass.
+    assert len(calls) == 2 * len(batches) and clean.hits == 0
+    calls.clear()
+    _, second = run_attack(model, dataset, resolve(attack="pgd", eps=0.1, steps=5), batch_size=16, clean=clean)
+    # Only the adversarial passes: the clean logits come from the first run.
+    assert len(calls) == len(batches) and clean.hits == len(batches)
+    assert np.array_equal(second["clean_probs"], first["clean_probs"])
+    _, alone = run_attack(model, dataset, resolve(attack="pgd", eps=0.1, steps=5), batch_size=16)
+    np.testing.assert_allclose(second["clean_probs"], alone["clean_probs"], atol=1e-6)
+    assert np.array_equal(second["adversarial"], alone["adversarial"])
+
+
+def test_clean_logits_beyond_their_memory_are_computed_not_kept(model, dataset):
+    one_batch = 16 * model.summary.num_classes * 4
+    clean = engine.CleanLogits(max_bytes=one_batch)
+    batches, _ = run_attack(model, dataset, resolve(attack="fgsm", eps=0.1), batch_size=16, clean=clean)
+    assert len(batches) > 1
+    run_attack(model, dataset, resolve(attack="fgsm", eps=0.1), batch_size=16, clean=clean)
+    assert clean.hits == 1  # only the first batch fitted

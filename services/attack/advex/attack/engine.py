@@ -50,7 +50,7 @@ from advex.attack.models import LoadedModel
 from advex.core.attack_specs import ResolvedAttack
 from advex.core.errors import Cancelled, InvalidArgument
 
-__all__ = ["EvasionBatch", "auto_batch_size", "perturbation_norms", "random_start", "run_evasion"]
+__all__ = ["CleanLogits", "EvasionBatch", "auto_batch_size", "perturbation_norms", "random_start", "run_evasion"]
 
 L0_RELATIVE_TOLERANCE = 1e-6
 # Bounds of an automatically chosen batch: past 512 a CPU gains nothing
@@ -81,6 +81,43 @@ class EvasionBatch:
         return int(self.labels.shape[0])
 
 
+class CleanLogits:
+    """The clean logits of one (model, dataset) pair, batch by batch, so that
+    the next attack of an evaluation on the same samples skips the clean
+    forward pass: the gateway runs an evaluation's attacks one RunEvasion
+    after another over the same range and batch size. Keyed by the batch's
+    (first sample, size); at most `max_bytes` of logits are kept (past that
+    batches are computed and not stored). Safe to share between threads.
+
+    Sharing also makes every attack of an evaluation see the very same
+    clean probabilities (recomputed, a batch of another composition can
+    round differently in the last bit)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        import threading
+
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._batches: dict[tuple[int, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, first: int, n: int) -> np.ndarray | None:
+        with self._lock:
+            logits = self._batches.get((first, n))
+            if logits is not None:
+                self.hits += 1
+            return logits
+
+    def put(self, first: int, logits: np.ndarray) -> None:
+        with self._lock:
+            key = (first, int(logits.shape[0]))
+            if key in self._batches or self._bytes + logits.nbytes > self._max_bytes:
+                return
+            self._batches[key] = logits
+            self._bytes += logits.nbytes
+
+
 def auto_batch_size(summary, memory_bytes: int) -> int:
     """Rows per batch for `summary`'s model within `memory_bytes`: a power of
     two, 1..MAX_AUTO_BATCH. Per sample a pass holds every layer's output and
@@ -105,12 +142,14 @@ def run_evasion(
     want_images: bool,
     should_stop: Callable[[], bool],
     on_passes: Callable[[int], None] = lambda n: None,
+    clean: CleanLogits | None = None,
 ) -> Iterator[EvasionBatch]:
     """Attacks samples [start, stop) batch by batch.
 
     Raises Cancelled as soon as `should_stop()` is true (checked before each
     batch and each step of every attack). `on_passes(n)` reports n forward+backward passes
-    over a batch, the unit of progress.
+    over a batch, the unit of progress. `clean`: where earlier attacks on
+    this model and dataset left their clean logits (and this one leaves its).
     """
     from keras import ops
 
@@ -124,7 +163,13 @@ def run_evasion(
         x = ops.convert_to_tensor(x_np, dtype="float32")
         y = ops.convert_to_tensor(y_np, dtype="int64")
         rows = min(batch_size, stop - start)
-        clean_logits = model.kernels.logits(x, rows)
+        known = None if clean is None else clean.get(first, len(y_np))
+        if known is None:
+            clean_logits = model.kernels.logits(x, rows)
+            if clean is not None:
+                clean.put(first, ops.convert_to_numpy(clean_logits))
+        else:
+            clean_logits = ops.convert_to_tensor(known)
         targets = None
         if attack.targeted:
             targets = choose_targets(

@@ -456,7 +456,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class DigestCache:
-    """The last few loaded models (or opened datasets), by SHA-256; safe to
+    """The last few loaded models (or opened datasets, or clean logits of a
+    model and dataset pair), by SHA-256; safe to
     share between threads.
 
     Loading happens outside the lock, so a slow load never blocks requests for
