@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Every service and channel in the mesh uses these, so the two ends agree.
 KEEPALIVE_SECONDS = 30
+# How long a drain waits for health watchers to be told NOT_SERVING before
+# it stops the server anyway (RunningServer.stop).
+HEALTH_NOTICE_SECONDS = 2.0
 SERVER_OPTIONS = [
     # grpc sets SO_REUSEPORT by default: a second server on a taken port
     # would start and silently get half the connections. Fail to bind instead.
@@ -88,7 +91,12 @@ class RunningServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.health.enter_graceful_shutdown()
+        # Watchers hear NOT_SERVING first. A watch whose client vanished can
+        # block that notice inside grpc (it waits for the send to complete);
+        # the server's stop below cancels such calls, so wait only briefly.
+        notice = threading.Thread(target=self.health.enter_graceful_shutdown, daemon=True, name="health-drain")
+        notice.start()
+        notice.join(timeout=HEALTH_NOTICE_SECONDS)
         self.server.stop(grace).wait()
         for close in reversed(self.on_stop):
             try:
