@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := protos services/core services/storage services/attack services/scoring services/gateway services/cli
 
-.PHONY: venv run test proto check-proto lint breaking api-baseline bench clean
+.PHONY: venv browser run test proto check-proto lint breaking api-baseline bench clean
 
 # One venv with every service installed editable; each folder contributes its
 # part of the `advex` namespace package. Reinstalls when a pyproject or the
@@ -21,18 +21,28 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/advex up
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest
 
-# Regenerates the committed stubs from protos/ with the pinned grpcio-tools.
+# The report page test drives Debian's headless Chromium (packages chromium
+# and chromium-driver): installed here where missing, which needs root.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(test "$$(id -u)" = 0 && (apt-get install -y -q chromium chromium-driver >/dev/null || \
+			(apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null))) || \
+		echo "make: chromium and chromedriver are missing and need root to install (apt-get install chromium chromium-driver); the report page test fails until then"
+
+# Regenerates the committed stubs from protos/ with the pinned grpcio-tools,
+# and the report's JSON Schema (docs/report.schema.json) from the same protos.
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
 		--grpc_python_out=protos protos/advex/v1/*.proto protos/advex/internal/v1/*.proto
+	$(BIN)/python protos/json_schema.py advex.v1.Report > docs/report.schema.json
 
 # CI: fails when the committed stubs differ from what `make proto` makes.
 check-proto: proto
-	git diff --exit-code -- protos || (echo "generated code drifted: run 'make proto' and commit" && exit 1)
-	test -z "$$(git status --porcelain -- protos)" || (git status --porcelain -- protos; echo "untracked generated files: run 'make proto' and commit"; exit 1)
+	git diff --exit-code -- protos docs/report.schema.json || (echo "generated code drifted: run 'make proto' and commit" && exit 1)
+	test -z "$$(git status --porcelain -- protos docs/report.schema.json)" || (git status --porcelain -- protos docs/report.schema.json; echo "untracked generated files: run 'make proto' and commit"; exit 1)
 
 lint: venv
 	$(BIN)/buf lint protos

@@ -68,6 +68,28 @@ def publish(s3_endpoint, s3_bucket):
     return publish
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reports_checked_against_the_schema():
+    """Every Gateway the tests, and the CLI under test, connect validates
+    each report it receives against docs/report.schema.json."""
+    import grpc
+
+    from advex.cli import client
+    from advex.v1 import artifact_pb2_grpc, evaluation_pb2_grpc
+    from report_schema import ReportValidator
+
+    connect = client.Gateway.connect.__func__
+
+    def validating_connect(cls, address=None, timeout=5.0):
+        channel = grpc.intercept_channel(connect(cls, address, timeout).channel, ReportValidator())
+        return cls(channel, artifact_pb2_grpc.ArtifactServiceStub(channel),
+                   evaluation_pb2_grpc.EvaluationServiceStub(channel))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client.Gateway, "connect", classmethod(validating_connect))
+        yield
+
+
 @pytest.fixture(scope="session")
 def digits_split():
     return digits.load_digits_split()

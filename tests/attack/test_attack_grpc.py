@@ -80,9 +80,24 @@ def test_records_cover_the_range_in_bounded_messages(stub, publish, digits_files
     request = evasion(publish(digits_files[0]), publish(digits_files[1]), start=5, stop=150, batch_size=64)
     messages = list(stub.RunEvasion(request))
     assert all(m.ByteSize() <= MAX_MESSAGE_BYTES for m in messages)
-    assert all(m.WhichOneof("payload") == "records" for m in messages)
+    # The documented order: what computes the stream, the records, a few examples.
+    kinds = [m.WhichOneof("payload") for m in messages]
+    assert kinds[0] == "engine" and kinds[-1] == "examples" and set(kinds[1:-1]) == {"records"}
+    versions = messages[0].engine.versions
+    assert versions["keras_backend"] == "tensorflow" and {"keras", "tensorflow", "numpy", "advex"} <= set(versions)
+    examples = messages[-1].examples
+    samples = np.asarray(examples.samples)
+    assert 0 < len(samples) <= 8 and samples.min() >= 5 and samples.max() < 150
+    np.testing.assert_array_equal(examples.labels, digits_split.y_test[samples])
+    clean = from_proto(examples.clean)
+    assert clean.dtype == np.float16 and clean.shape == (len(samples), 8, 8, 1)
+    np.testing.assert_allclose(clean, digits_split.x_test[samples], atol=1e-3)
+    assert np.abs(from_proto(examples.adversarial).astype(np.float32) - clean).max() <= 0.1 + 1e-3
+    # FGSM at 0.1 breaks some digits: those come first.
+    broke = np.asarray(examples.adversarial_predictions) != np.asarray(examples.labels)
+    assert broke[0] and list(broke) == sorted(broke, reverse=True)
     covered, labels = [], []
-    for m in messages:
+    for m in messages[1:-1]:
         n = from_proto(m.records.labels).shape[0]
         covered.append((m.records.first_sample, m.records.first_sample + n))
         labels.append(from_proto(m.records.labels))
@@ -104,9 +119,10 @@ def test_adversarial_images_reassemble_under_a_small_message_limit(
     assembler, images, records = ChunkAssembler(), {}, []
     for m in stub.RunEvasion(request):
         assert m.ByteSize() <= limit
-        if m.WhichOneof("payload") == "records":
+        kind = m.WhichOneof("payload")
+        if kind == "records":
             records.append(m.records)
-        else:
+        elif kind == "adversarial_images":
             # Documented order: a batch's records come before its images.
             assert records and records[-1].first_sample >= m.adversarial_images.first_sample
             done = assembler.add(m.adversarial_images)
@@ -256,6 +272,7 @@ def test_cancelling_the_stream_stops_the_computation(service, publish, digits_fi
     passes_before = servicer.progress.passes
     finished_before = servicer.progress.evasions_finished
     call = stub.RunEvasion(request)
+    assert next(call).HasField("engine")  # sent before any work
     first = next(call)
     assert first.records.first_sample == 0
     call.cancel()

@@ -111,7 +111,9 @@ def test_run_poisoning_hands_over_its_products_trains_and_streams_test_predictio
 
     responses = _conversation(stub, pb.RunPoisoningUnit(inputs=inputs, poison_count=5, max_message_bytes=8192), answer)
     kinds = [r.WhichOneof("payload") for r in responses]
-    # The documented order: the poisoned set, training, the model, the summary, the records.
+    # The documented order: the engine, the poisoned set, training, the model, the summary, the records.
+    assert kinds[0] == "engine" and responses[0].engine.versions["keras_backend"] == "tensorflow"
+    kinds = kinds[1:]
     assert kinds[:2] == ["product", "stored"]
     first_model = kinds.index("product", 2)
     assert set(kinds[2:first_model]) == {"progress"} and kinds[first_model + 1] == "stored"

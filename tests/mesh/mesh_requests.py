@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import urllib.request
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from advex.cli.client import watch
@@ -51,3 +53,13 @@ def download(gateway, name: str, path: Path) -> Path:
     with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback S3
         path.write_bytes(response.read())
     return path
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """`advex ARGV` in-process: (exit code, stdout, stderr)."""
+    from advex.cli.main import main as advex_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = advex_main(list(argv))
+    return code, out.getvalue(), err.getvalue()

@@ -3,18 +3,10 @@ alone on stdout, and the demo runs end to end."""
 
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stderr, redirect_stdout
 
-from advex.cli.main import main as advex_main
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = advex_main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+from mesh_requests import run_cli
+from report_schema import ReportValidator
 
 
 def test_demo_trains_uploads_evaluates_and_prints_the_table(mesh, tmp_path):
@@ -72,3 +64,36 @@ def test_bad_attack_flags_are_explained(mesh):
         "--gateway", mesh.gateway_address, "evaluate", "--model", "m", "--dataset", "d", "--attack", "pgd"
     )
     assert code == 2 and "give eps=... or one or more --eps" in err
+
+
+def test_fail_under_gates_a_ci_pipeline_with_exit_codes(mesh, uploaded_digits):
+    model, dataset = uploaded_digits
+    validated = ReportValidator.validated
+    gateway = ("--gateway", mesh.gateway_address)
+    code, out, err = run_cli(
+        *gateway, "evaluate", "--model", model.name, "--dataset", dataset.name, "--attack", "fgsm:eps=0.1",
+        "--attack", "pgd:eps=0.1,steps=10", "--max-samples", "40", "--seed", "0",
+        "--fail-under", "robustness_score=0.99", "--fail-under", "adversarial_accuracy@fgsm:eps=0.1=0.05",
+    )
+    # The table first, then the verdict: exit 3, each failed threshold named.
+    assert code == 3, err
+    assert "adv_acc" in out and "pgd" in out
+    assert "FAILED: robustness_score of the report is" in err and "must be >= 0.99" in err
+    assert "ok: adversarial_accuracy of fgsm inf eps=0.1" in err and "1 of 2 checks FAILED" in err
+
+    code, out, _ = run_cli(*gateway, "list", "--json")
+    name = json.loads(out)[0]["name"]
+    code, out, err = run_cli(*gateway, "gate", name, "--fail-under", "worst_case@inf:0.1=0",
+                             "--fail-under", "adversarial_accuracy@pgd<=1", "--json")
+    assert code == 0 and "all 2 checks hold" in err, err
+    assert json.loads(out)["evasion"]["samples"] == "40"
+    # Both reports were checked against docs/report.schema.json on arrival.
+    assert ReportValidator.validated >= validated + 2
+
+    code, out, err = run_cli(*gateway, "gate", name, "--fail-under", "adversarial_accuracy@apgd=0.5")
+    assert code == 2 and "nothing in this evasion report matches it" in err, err
+    code, out, err = run_cli(*gateway, "evaluate", "--model", model.name, "--dataset", dataset.name,
+                             "--attack", "fgsm:eps=0.1", "--fail-under", "robustness=0.5")
+    assert code == 2 and "unknown metric 'robustness'" in err and out == ""
+    code, out, _ = run_cli(*gateway, "list", "--json")
+    assert json.loads(out)[0]["name"] == name  # the bad threshold queued nothing

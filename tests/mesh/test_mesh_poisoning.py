@@ -12,9 +12,7 @@ smallest that reaches it with margin on 2 CPU cores (mesh_requests.REFERENCE_REC
 
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stderr, redirect_stdout
 
 import grpc
 import numpy as np
@@ -22,9 +20,8 @@ import pytest
 
 from advex.cli import digits
 from advex.cli.client import upload, watch
-from advex.cli.main import main as advex_main
 from advex.v1 import artifact_pb2, evaluation_pb2, poisoning_pb2
-from mesh_requests import download, poisoning_request
+from mesh_requests import download, poisoning_request, run_cli
 
 
 def _run(gateway, request) -> tuple[evaluation_pb2.Evaluation, list[evaluation_pb2.Evaluation]]:
@@ -90,7 +87,7 @@ def test_dirty_label_backdoor_reaches_the_reference_and_stores_what_it_made(
 
     # The stream gives the very same poisoned set the artifact holds.
     out = tmp_path / "streamed.npz"
-    code, _, err = _cli("--gateway", mesh.gateway_address, "poisoned-data", final.name, "--count", "20", "--out", str(out))
+    code, _, err = run_cli("--gateway", mesh.gateway_address, "poisoned-data", final.name, "--count", "20", "--out", str(out))
     assert code == 0, err
     streamed = np.load(out, allow_pickle=False)
     for key in ("x", "y", "original_y", "poisoned"):
@@ -134,22 +131,19 @@ def test_clean_label_and_flip_kinds_run(gateway, digits_sets):
         assert model.triggered_accuracy_source == pytest.approx(model.clean_accuracy_source)
 
 
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = advex_main(list(argv))
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_advex_poison_cli_prints_the_report_json(mesh, digits_sets):
     model, train, test = digits_sets
-    code, out, err = _cli(
+    code, out, err = run_cli(
         "--gateway", mesh.gateway_address, "poison", "--model", model.name, "--train", train.name,
         "--test", test.name, "--trigger", "checker:size=3,pos=4,4", "--source", "1,2", "--target", "7",
         "--count", "10", "--epochs", "1", "--batch-size", "256", "--wait", "--json",
+        # The gate on a poisoning report: one threshold holds, one cannot.
+        "--fail-under", "attack_success_rate@count=10<=1", "--fail-under", "clean_accuracy@baseline=1.01",
     )
-    assert code == 0, err
-    report = json.loads(out)
+    assert code == 3, err
+    assert "ok: attack_success_rate of the model poisoned with 10 images" in err
+    assert "FAILED: clean_accuracy of the clean baseline" in err and "1 of 2 checks FAILED" in err
+    report = json.loads(out)  # stdout stays the report alone
     poisoning = report["poisoning"]
     assert poisoning["spec"]["trigger"] == {"trigger": "checker", "size": "3", "position": "4,4", "value": 1.0, "pattern": ""}
     assert poisoning["source_classes"] == ["1", "2"] and poisoning["spec"]["training"]["epochs"] == 1

@@ -78,6 +78,8 @@ def _close(a, b):
             return [v for f in dataclasses.fields(x) for v in leaves(getattr(x, f.name))]
         if isinstance(x, (tuple, list)):
             return [v for item in x for v in leaves(item)]
+        if isinstance(x, np.ndarray):  # the figures' confusion matrix
+            return x.ravel().tolist()
         return [x]
 
     for u, v in zip(leaves(a), leaves(b), strict=True):

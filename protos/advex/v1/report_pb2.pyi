@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Report(_message.Message):
-    __slots__ = ("name", "state", "model", "dataset", "clip_min", "clip_max", "evasion", "poisoning")
+    __slots__ = ("name", "state", "model", "dataset", "clip_min", "clip_max", "evasion", "poisoning", "html_page")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class Report(_message.Message):
     CLIP_MAX_FIELD_NUMBER: _ClassVar[int]
     EVASION_FIELD_NUMBER: _ClassVar[int]
     POISONING_FIELD_NUMBER: _ClassVar[int]
+    HTML_PAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: str
     model: ArtifactRef
@@ -26,7 +27,8 @@ class Report(_message.Message):
     clip_max: float
     evasion: EvasionReport
     poisoning: PoisoningReport
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., evasion: _Optional[_Union[EvasionReport, _Mapping]] = ..., poisoning: _Optional[_Union[PoisoningReport, _Mapping]] = ...) -> None: ...
+    html_page: ArtifactRef
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., evasion: _Optional[_Union[EvasionReport, _Mapping]] = ..., poisoning: _Optional[_Union[PoisoningReport, _Mapping]] = ..., html_page: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class EvasionReport(_message.Message):
     __slots__ = ("samples", "clean_accuracy", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean", "warnings", "seed")

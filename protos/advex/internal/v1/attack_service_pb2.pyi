@@ -132,12 +132,29 @@ class RunEvasionRequest(_message.Message):
     def __init__(self, model: _Optional[_Union[ObjectLocation, _Mapping]] = ..., dataset: _Optional[_Union[ObjectLocation, _Mapping]] = ..., attack: _Optional[_Union[_evasion_pb2.AttackSpec, _Mapping]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., include_adversarial_images: _Optional[bool] = ..., batch_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class RunEvasionResponse(_message.Message):
-    __slots__ = ("records", "adversarial_images")
+    __slots__ = ("records", "adversarial_images", "examples", "engine")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     ADVERSARIAL_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     records: _records_pb2.EvasionRecords
     adversarial_images: _tensor_pb2.TensorChunk
-    def __init__(self, records: _Optional[_Union[_records_pb2.EvasionRecords, _Mapping]] = ..., adversarial_images: _Optional[_Union[_tensor_pb2.TensorChunk, _Mapping]] = ...) -> None: ...
+    examples: _records_pb2.EvasionExamples
+    engine: EngineInfo
+    def __init__(self, records: _Optional[_Union[_records_pb2.EvasionRecords, _Mapping]] = ..., adversarial_images: _Optional[_Union[_tensor_pb2.TensorChunk, _Mapping]] = ..., examples: _Optional[_Union[_records_pb2.EvasionExamples, _Mapping]] = ..., engine: _Optional[_Union[EngineInfo, _Mapping]] = ...) -> None: ...
+
+class EngineInfo(_message.Message):
+    __slots__ = ("versions",)
+    class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.ScalarMap[str, str]
+    def __init__(self, versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class PoisoningInputs(_message.Message):
     __slots__ = ("model", "training_dataset", "test_dataset", "pattern", "spec", "clip_min", "clip_max")
@@ -263,18 +280,20 @@ class TrainingSummary(_message.Message):
     def __init__(self, training_seconds: _Optional[float] = ..., final_loss: _Optional[float] = ..., final_accuracy: _Optional[float] = ...) -> None: ...
 
 class RunPoisoningResponse(_message.Message):
-    __slots__ = ("progress", "product", "stored", "summary", "records")
+    __slots__ = ("progress", "product", "stored", "summary", "records", "engine")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_FIELD_NUMBER: _ClassVar[int]
     STORED_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     progress: TrainingProgress
     product: Product
     stored: ProductStored
     summary: TrainingSummary
     records: _records_pb2.PoisoningRecords
-    def __init__(self, progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., stored: _Optional[_Union[ProductStored, _Mapping]] = ..., summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., records: _Optional[_Union[_records_pb2.PoisoningRecords, _Mapping]] = ...) -> None: ...
+    engine: EngineInfo
+    def __init__(self, progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., stored: _Optional[_Union[ProductStored, _Mapping]] = ..., summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., records: _Optional[_Union[_records_pb2.PoisoningRecords, _Mapping]] = ..., engine: _Optional[_Union[EngineInfo, _Mapping]] = ...) -> None: ...
 
 class StreamPoisonedDataRequest(_message.Message):
     __slots__ = ("inputs", "poison_count", "max_message_bytes")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from advex.v1 import tensor_pb2 as advex_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61\x64vex/internal/v1/records.proto\x12\x11\x61\x64vex.internal.v1\x1a\x15\x61\x64vex/v1/tensor.proto\"\xd2\x02\n\x0e\x45vasionRecords\x12\x14\n\x0c\x66irst_sample\x18\x01 \x01(\x03\x12 \n\x06labels\x18\x02 \x01(\x0b\x32\x10.advex.v1.Tensor\x12-\n\x13\x63lean_probabilities\x18\x03 \x01(\x0b\x32\x10.advex.v1.Tensor\x12\x33\n\x19\x61\x64versarial_probabilities\x18\x04 \x01(\x0b\x32\x10.advex.v1.Tensor\x12+\n\x11perturbation_linf\x18\x05 \x01(\x0b\x32\x10.advex.v1.Tensor\x12)\n\x0fperturbation_l2\x18\x06 \x01(\x0b\x32\x10.advex.v1.Tensor\x12)\n\x0fperturbation_l0\x18\x07 \x01(\x0b\x32\x10.advex.v1.Tensor\x12!\n\x07targets\x18\x08 \x01(\x0b\x32\x10.advex.v1.Tensor\"\xac\x01\n\x10PoisoningRecords\x12\x14\n\x0c\x66irst_sample\x18\x01 \x01(\x03\x12 \n\x06labels\x18\x02 \x01(\x0b\x32\x10.advex.v1.Tensor\x12-\n\x13\x63lean_probabilities\x18\x03 \x01(\x0b\x32\x10.advex.v1.Tensor\x12\x31\n\x17triggered_probabilities\x18\x04 \x01(\x0b\x32\x10.advex.v1.Tensorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61\x64vex/internal/v1/records.proto\x12\x11\x61\x64vex.internal.v1\x1a\x15\x61\x64vex/v1/tensor.proto\"\xd2\x02\n\x0e\x45vasionRecords\x12\x14\n\x0c\x66irst_sample\x18\x01 \x01(\x03\x12 \n\x06labels\x18\x02 \x01(\x0b\x32\x10.advex.v1.Tensor\x12-\n\x13\x63lean_probabilities\x18\x03 \x01(\x0b\x32\x10.advex.v1.Tensor\x12\x33\n\x19\x61\x64versarial_probabilities\x18\x04 \x01(\x0b\x32\x10.advex.v1.Tensor\x12+\n\x11perturbation_linf\x18\x05 \x01(\x0b\x32\x10.advex.v1.Tensor\x12)\n\x0fperturbation_l2\x18\x06 \x01(\x0b\x32\x10.advex.v1.Tensor\x12)\n\x0fperturbation_l0\x18\x07 \x01(\x0b\x32\x10.advex.v1.Tensor\x12!\n\x07targets\x18\x08 \x01(\x0b\x32\x10.advex.v1.Tensor\"\xac\x01\n\x10PoisoningRecords\x12\x14\n\x0c\x66irst_sample\x18\x01 \x01(\x03\x12 \n\x06labels\x18\x02 \x01(\x0b\x32\x10.advex.v1.Tensor\x12-\n\x13\x63lean_probabilities\x18\x03 \x01(\x0b\x32\x10.advex.v1.Tensor\x12\x31\n\x17triggered_probabilities\x18\x04 \x01(\x0b\x32\x10.advex.v1.Tensor\"\xb6\x01\n\x0f\x45vasionExamples\x12\x0f\n\x07samples\x18\x01 \x03(\x03\x12\x1f\n\x05\x63lean\x18\x02 \x01(\x0b\x32\x10.advex.v1.Tensor\x12%\n\x0b\x61\x64versarial\x18\x03 \x01(\x0b\x32\x10.advex.v1.Tensor\x12\x0e\n\x06labels\x18\x04 \x03(\x03\x12\x19\n\x11\x63lean_predictions\x18\x05 \x03(\x03\x12\x1f\n\x17\x61\x64versarial_predictions\x18\x06 \x03(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,4 +36,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVASIONRECORDS']._serialized_end=416
   _globals['_POISONINGRECORDS']._serialized_start=419
   _globals['_POISONINGRECORDS']._serialized_end=591
+  _globals['_EVASIONEXAMPLES']._serialized_start=594
+  _globals['_EVASIONEXAMPLES']._serialized_end=776
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,8 @@
 from advex.v1 import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -37,3 +38,19 @@ class PoisoningRecords(_message.Message):
     clean_probabilities: _tensor_pb2.Tensor
     triggered_probabilities: _tensor_pb2.Tensor
     def __init__(self, first_sample: _Optional[int] = ..., labels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., clean_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., triggered_probabilities: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class EvasionExamples(_message.Message):
+    __slots__ = ("samples", "clean", "adversarial", "labels", "clean_predictions", "adversarial_predictions")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedScalarFieldContainer[int]
+    clean: _tensor_pb2.Tensor
+    adversarial: _tensor_pb2.Tensor
+    labels: _containers.RepeatedScalarFieldContainer[int]
+    clean_predictions: _containers.RepeatedScalarFieldContainer[int]
+    adversarial_predictions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, samples: _Optional[_Iterable[int]] = ..., clean: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., adversarial: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., labels: _Optional[_Iterable[int]] = ..., clean_predictions: _Optional[_Iterable[int]] = ..., adversarial_predictions: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -31,19 +31,80 @@ class ScoredRecords(_message.Message):
     records: _records_pb2.EvasionRecords
     def __init__(self, attack_index: _Optional[int] = ..., records: _Optional[_Union[_records_pb2.EvasionRecords, _Mapping]] = ...) -> None: ...
 
+class ScoredExamples(_message.Message):
+    __slots__ = ("attack_index", "examples")
+    ATTACK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    attack_index: int
+    examples: _records_pb2.EvasionExamples
+    def __init__(self, attack_index: _Optional[int] = ..., examples: _Optional[_Union[_records_pb2.EvasionExamples, _Mapping]] = ...) -> None: ...
+
 class ScoreEvasionRequest(_message.Message):
-    __slots__ = ("header", "records")
+    __slots__ = ("header", "records", "examples")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     header: ScoreEvasionHeader
     records: ScoredRecords
-    def __init__(self, header: _Optional[_Union[ScoreEvasionHeader, _Mapping]] = ..., records: _Optional[_Union[ScoredRecords, _Mapping]] = ...) -> None: ...
+    examples: ScoredExamples
+    def __init__(self, header: _Optional[_Union[ScoreEvasionHeader, _Mapping]] = ..., records: _Optional[_Union[ScoredRecords, _Mapping]] = ..., examples: _Optional[_Union[ScoredExamples, _Mapping]] = ...) -> None: ...
 
 class ScoreEvasionResponse(_message.Message):
-    __slots__ = ("report",)
+    __slots__ = ("report", "figures")
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
     report: _report_pb2.EvasionReport
-    def __init__(self, report: _Optional[_Union[_report_pb2.EvasionReport, _Mapping]] = ...) -> None: ...
+    figures: EvasionFigures
+    def __init__(self, report: _Optional[_Union[_report_pb2.EvasionReport, _Mapping]] = ..., figures: _Optional[_Union[EvasionFigures, _Mapping]] = ...) -> None: ...
+
+class AttackFigures(_message.Message):
+    __slots__ = ("confidence_clean", "confidence_adversarial", "class_samples", "class_clean_correct", "class_adversarial_correct", "confusion", "examples")
+    CONFIDENCE_CLEAN_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_ADVERSARIAL_FIELD_NUMBER: _ClassVar[int]
+    CLASS_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CLASS_CLEAN_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    CLASS_ADVERSARIAL_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    CONFUSION_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    confidence_clean: _containers.RepeatedScalarFieldContainer[int]
+    confidence_adversarial: _containers.RepeatedScalarFieldContainer[int]
+    class_samples: _containers.RepeatedScalarFieldContainer[int]
+    class_clean_correct: _containers.RepeatedScalarFieldContainer[int]
+    class_adversarial_correct: _containers.RepeatedScalarFieldContainer[int]
+    confusion: _containers.RepeatedScalarFieldContainer[int]
+    examples: _records_pb2.EvasionExamples
+    def __init__(self, confidence_clean: _Optional[_Iterable[int]] = ..., confidence_adversarial: _Optional[_Iterable[int]] = ..., class_samples: _Optional[_Iterable[int]] = ..., class_clean_correct: _Optional[_Iterable[int]] = ..., class_adversarial_correct: _Optional[_Iterable[int]] = ..., confusion: _Optional[_Iterable[int]] = ..., examples: _Optional[_Union[_records_pb2.EvasionExamples, _Mapping]] = ...) -> None: ...
+
+class EvasionFigures(_message.Message):
+    __slots__ = ("attacks",)
+    ATTACKS_FIELD_NUMBER: _ClassVar[int]
+    attacks: _containers.RepeatedCompositeFieldContainer[AttackFigures]
+    def __init__(self, attacks: _Optional[_Iterable[_Union[AttackFigures, _Mapping]]] = ...) -> None: ...
+
+class RenderReportRequest(_message.Message):
+    __slots__ = ("report", "evasion_figures", "class_names", "versions")
+    class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    EVASION_FIGURES_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    report: _report_pb2.Report
+    evasion_figures: EvasionFigures
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    versions: _containers.ScalarMap[str, str]
+    def __init__(self, report: _Optional[_Union[_report_pb2.Report, _Mapping]] = ..., evasion_figures: _Optional[_Union[EvasionFigures, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RenderReportResponse(_message.Message):
+    __slots__ = ("html",)
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    html: bytes
+    def __init__(self, html: _Optional[bytes] = ...) -> None: ...
 
 class ScorePoisoningHeader(_message.Message):
     __slots__ = ("num_classes", "samples", "source_classes", "target_class", "poison_counts", "poison_fractions")

@@ -45,6 +45,11 @@ class ScoringServiceStub:
                 request_serializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.ScorePoisoningRequest.SerializeToString,
                 response_deserializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.ScorePoisoningResponse.FromString,
                 _registered_method=True)
+        self.RenderReport = channel.unary_stream(
+                '/advex.internal.v1.ScoringService/RenderReport',
+                request_serializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.RenderReportRequest.SerializeToString,
+                response_deserializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.RenderReportResponse.FromString,
+                _registered_method=True)
 
 
 class ScoringServiceServicer:
@@ -67,6 +72,13 @@ class ScoringServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderReport(self, request, context):
+        """The self-contained HTML page of a finished evaluation, in pieces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScoringServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +91,11 @@ def add_ScoringServiceServicer_to_server(servicer, server):
                     servicer.ScorePoisoning,
                     request_deserializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.ScorePoisoningRequest.FromString,
                     response_serializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.ScorePoisoningResponse.SerializeToString,
+            ),
+            'RenderReport': grpc.unary_stream_rpc_method_handler(
+                    servicer.RenderReport,
+                    request_deserializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.RenderReportRequest.FromString,
+                    response_serializer=advex_dot_internal_dot_v1_dot_scoring__service__pb2.RenderReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +153,33 @@ class ScoringService:
             '/advex.internal.v1.ScoringService/ScorePoisoning',
             advex_dot_internal_dot_v1_dot_scoring__service__pb2.ScorePoisoningRequest.SerializeToString,
             advex_dot_internal_dot_v1_dot_scoring__service__pb2.ScorePoisoningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/advex.internal.v1.ScoringService/RenderReport',
+            advex_dot_internal_dot_v1_dot_scoring__service__pb2.RenderReportRequest.SerializeToString,
+            advex_dot_internal_dot_v1_dot_scoring__service__pb2.RenderReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

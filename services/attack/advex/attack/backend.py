@@ -110,6 +110,33 @@ def no_gradient(fn: Callable, *args):
     return fn(*args)
 
 
+def versions() -> dict[str, str]:
+    """The software the engine runs on, for the report's footer: the Keras
+    backend, and the versions of advex, keras, the backend's framework,
+    cleverhans (what the ops are checked against, where installed) and numpy."""
+    from importlib import metadata
+
+    import keras
+    import numpy as np
+
+    backend = name()
+    found = {"keras_backend": backend, "keras": keras.__version__, "numpy": np.__version__}
+    for key, distribution in (("advex", "advex-attack"), ("cleverhans", "cleverhans")):
+        try:
+            found[key] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            pass
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        found["tensorflow"] = tf.__version__
+    elif backend == "torch":
+        import torch
+
+        found["torch"] = torch.__version__
+    return found
+
+
 def evaluate(fn: Callable, *args):
     """`fn(*args)` without autodiff, as a numpy array (from any device)."""
     from keras import ops

@@ -50,7 +50,7 @@ from advex.attack.models import LoadedModel
 from advex.core.attack_specs import ResolvedAttack
 from advex.core.errors import Cancelled, InvalidArgument
 
-__all__ = ["CleanLogits", "EvasionBatch", "auto_batch_size", "perturbation_norms", "random_start", "run_evasion"]
+__all__ = ["CleanLogits", "EvasionBatch", "ExamplePicker", "auto_batch_size", "perturbation_norms", "random_start", "run_evasion"]
 
 L0_RELATIVE_TOLERANCE = 1e-6
 # Bounds of an automatically chosen batch: past 512 a CPU gains nothing
@@ -60,6 +60,10 @@ MAX_AUTO_BATCH = 512
 # Bytes a forward+backward pass holds per activation value: the float32
 # output, its gradient, and a working copy.
 BYTES_PER_ACTIVATION = 12
+# The report's picture grid, per attack (ExamplePicker): at most this many
+# samples and this many bytes of images, under one 1 MiB message.
+MAX_EXAMPLES = 8
+MAX_EXAMPLE_BYTES = 768 * 1024
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,39 @@ class CleanLogits:
             self._bytes += logits.nbytes
 
 
+class ExamplePicker:
+    """A few samples of one run for the HTML report's picture grid: the first
+    ones the attack succeeded on (in sample order), topped up with the first
+    others; at most MAX_EXAMPLES, and MAX_EXAMPLE_BYTES of float16 images
+    (clean and adversarial), so none for images too big to show."""
+
+    def __init__(self, image_shape: tuple[int, ...]) -> None:
+        per_sample = 2 * 2 * math.prod(int(d) for d in image_shape)
+        self.limit = min(MAX_EXAMPLES, MAX_EXAMPLE_BYTES // max(1, per_sample))
+        # (dataset index, label, clean prediction, adversarial prediction,
+        # clean image, adversarial image)
+        self._succeeded: list[tuple] = []
+        self._others: list[tuple] = []
+
+    def offer(self, first: int, x: np.ndarray, adversarial: np.ndarray, labels: np.ndarray,
+              clean_pred: np.ndarray, adv_pred: np.ndarray, succeeded: np.ndarray) -> None:
+        for kept, mask in ((self._succeeded, succeeded), (self._others, ~succeeded)):
+            for i in np.flatnonzero(mask)[: self.limit - len(kept)]:
+                kept.append((
+                    first + int(i), int(labels[i]), int(clean_pred[i]), int(adv_pred[i]),
+                    x[i].astype(np.float16), adversarial[i].astype(np.float16),
+                ))
+
+    def examples(self) -> tuple[list[tuple[int, int, int, int]], np.ndarray, np.ndarray] | None:
+        """([(dataset index, label, clean prediction, adversarial
+        prediction)], clean images, adversarial images), or None when
+        nothing fits."""
+        chosen = (self._succeeded + self._others)[: self.limit]
+        if not chosen:
+            return None
+        return [c[:4] for c in chosen], np.stack([c[4] for c in chosen]), np.stack([c[5] for c in chosen])
+
+
 def auto_batch_size(summary, memory_bytes: int) -> int:
     """Rows per batch for `summary`'s model within `memory_bytes`: a power of
     two, 1..MAX_AUTO_BATCH. Per sample a pass holds every layer's output and
@@ -143,6 +180,7 @@ def run_evasion(
     should_stop: Callable[[], bool],
     on_passes: Callable[[int], None] = lambda n: None,
     clean: CleanLogits | None = None,
+    examples: ExamplePicker | None = None,
 ) -> Iterator[EvasionBatch]:
     """Attacks samples [start, stop) batch by batch.
 
@@ -150,6 +188,8 @@ def run_evasion(
     batch and each step of every attack). `on_passes(n)` reports n forward+backward passes
     over a batch, the unit of progress. `clean`: where earlier attacks on
     this model and dataset left their clean logits (and this one leaves its).
+    `examples` is offered every batch's images and whether the attack met
+    its goal on each sample.
     """
     from keras import ops
 
@@ -191,6 +231,10 @@ def run_evasion(
                 linf, l2, l0 = perturbation_norms(adv, x_np, clip_min, clip_max)
                 x_adv = ops.convert_to_tensor(adv)
         adv_logits = model.kernels.logits(x_adv, rows)
+        if examples is not None:
+            clean_pred = ops.convert_to_numpy(ops.argmax(clean_logits, axis=1))
+            adv_pred = ops.convert_to_numpy(ops.argmax(adv_logits, axis=1))
+            examples.offer(first, x_np, adv, y_np, clean_pred, adv_pred, _met_goal(y_np, clean_pred, adv_pred, targets))
         yield EvasionBatch(
             first_sample=first,
             labels=y_np.astype(np.int64, copy=False),
@@ -202,6 +246,14 @@ def run_evasion(
             adversarial=adv if want_images else None,
             targets=targets,
         )
+
+
+def _met_goal(labels: np.ndarray, clean_pred: np.ndarray, adv_pred: np.ndarray, targets: np.ndarray | None) -> np.ndarray:
+    """Per sample: clean-correct, and then misclassified (untargeted) or
+    classified as its target (targeted): the attack succeeded."""
+    if targets is None:
+        return (clean_pred == labels) & (adv_pred != labels)
+    return (clean_pred == labels) & (labels != targets) & (adv_pred == targets)
 
 
 def _attack(run: AttackRun):

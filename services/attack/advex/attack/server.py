@@ -186,6 +186,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         should_stop = lambda: not context.is_active()  # noqa: E731
         data = self._poisoned(job, unit.poison_count, should_stop)
         log.info("training %s with %d poisoned image(s)", job.resolved.kind, unit.poison_count)
+        yield attack_service_pb2.RunPoisoningResponse(engine=attack_service_pb2.EngineInfo(versions=backend.versions()))
         Path(self._config.cache_dir).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self._config.cache_dir, prefix=".poisoning-") as scratch:
             if unit.poison_count > 0:
@@ -278,6 +279,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         # labels and targets int64 + two probability rows + three float32 norms.
         row_bytes = 2 * 8 + 2 * 4 * model.summary.num_classes + 3 * 4
         rows = tensors.rows_per_message(row_bytes, max_bytes)
+        picker = engine.ExamplePicker(dataset.image_shape)
         batches = engine.run_evasion(
             model,
             dataset,
@@ -294,13 +296,27 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
             clean=self._clean_logits.get(
                 f"{request.model.sha256}/{request.dataset.sha256}", lambda: engine.CleanLogits(CLEAN_LOGITS_BYTES)
             ),
+            examples=picker,
         )
+        yield attack_service_pb2.RunEvasionResponse(engine=attack_service_pb2.EngineInfo(versions=backend.versions()))
         for batch in _memory_guarded(batches, batch_size):
             for offset in range(0, batch.n, rows):
                 yield attack_service_pb2.RunEvasionResponse(records=_records(batch, offset, offset + rows))
             if batch.adversarial is not None:
                 for chunk in tensors.to_chunks(batch.adversarial, batch.first_sample, max_bytes):
                     yield attack_service_pb2.RunEvasionResponse(adversarial_images=chunk)
+        picked = picker.examples()
+        if picked is not None:
+            rows, clean, adversarial = picked
+            # As many as fit the message bound (a small bound may leave none).
+            fit = (max_bytes - 4096) // max(1, clean[0].nbytes + adversarial[0].nbytes)
+            if fit > 0:
+                samples, labels, clean_pred, adv_pred = zip(*rows[:fit], strict=True)
+                yield attack_service_pb2.RunEvasionResponse(examples=records_pb2.EvasionExamples(
+                    samples=samples, clean=tensors.to_proto(clean[:fit]),
+                    adversarial=tensors.to_proto(adversarial[:fit]), labels=labels,
+                    clean_predictions=clean_pred, adversarial_predictions=adv_pred,
+                ))
 
 
 @dataclass(frozen=True)

@@ -132,30 +132,37 @@ def parse_attack(text: str, budgets: list[float]) -> list[evasion_pb2.AttackSpec
     unbounded). The gateway checks the values themselves."""
     from advex.core.attack_specs import ATTACKS
 
-    name, values = _key_values(text, "--attack")
-    fields: dict = {"attack": name}
-    types = _attack_key_types()
-    for key, value in values.items():
-        if key not in types:
-            raise CliError(f"--attack {text}: '{key}={value}' is not key=value with key one of {', '.join(types)}")
-        if "," in value:
-            # Only a trigger position holds a comma; here it is a key without "=".
-            raise CliError(f"--attack {text}: '{value.split(',', 1)[1]}' is not key=value")
-        if types[key] is bool:
-            if value.lower() not in _BOOLEANS:
-                raise CliError(f"--attack {text}: {key}={value} must be true or false")
-            fields[key] = _BOOLEANS[value.lower()]
-            continue
-        try:
-            fields[key] = types[key](value)
-        except ValueError:
-            raise CliError(f"--attack {text}: {key}={value} is not a valid {types[key].__name__}") from None
-    entry = ATTACKS.get(name.strip().lower())
+    fields = attack_fields(text)
+    entry = ATTACKS.get(fields["attack"].strip().lower())
     if "eps" in fields or (entry is not None and entry.budget == "optional"):
         return [evasion_pb2.AttackSpec(**fields)]
     if not budgets:
         raise CliError(f"--attack {text}: give eps=... or one or more --eps values")
     return [evasion_pb2.AttackSpec(**fields, eps=eps) for eps in budgets]
+
+
+def attack_fields(text: str, flag: str = "--attack") -> dict:
+    """'pgd:eps=0.1,steps=40' -> {"attack": "pgd", "eps": 0.1, "steps": 40}:
+    the AttackSpec fields given, each of its type."""
+    name, values = _key_values(text, flag)
+    fields: dict = {"attack": name}
+    types = _attack_key_types()
+    for key, value in values.items():
+        if key not in types:
+            raise CliError(f"{flag} {text}: '{key}={value}' is not key=value with key one of {', '.join(types)}")
+        if "," in value:
+            # Only a trigger position holds a comma; here it is a key without "=".
+            raise CliError(f"{flag} {text}: '{value.split(',', 1)[1]}' is not key=value")
+        if types[key] is bool:
+            if value.lower() not in _BOOLEANS:
+                raise CliError(f"{flag} {text}: {key}={value} must be true or false")
+            fields[key] = _BOOLEANS[value.lower()]
+            continue
+        try:
+            fields[key] = types[key](value)
+        except ValueError:
+            raise CliError(f"{flag} {text}: {key}={value} is not a valid {types[key].__name__}") from None
+    return fields
 
 
 def parse_suite(name: str, budgets: list[float], norm: str) -> list[evasion_pb2.AttackSpec]:

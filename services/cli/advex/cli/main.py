@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 
-from advex.cli import render
+from advex.cli import gate, render
 from advex.cli.client import (
     KINDS,
     TERMINAL,
@@ -56,7 +56,8 @@ def _wait(gateway: Gateway, name: str, show_progress: bool) -> evaluation_pb2.Ev
 
 
 def _finish(gateway: Gateway, evaluation: evaluation_pb2.Evaluation, args) -> int:
-    """Prints the report of an ended evaluation (or why there is none)."""
+    """Prints the report of an ended evaluation (or why there is none), then
+    holds it to --fail-under."""
     if evaluation.state != evaluation_pb2.EVALUATION_STATE_SUCCEEDED:
         if args.json:
             render.print_json(render.to_dict(evaluation))
@@ -68,6 +69,30 @@ def _finish(gateway: Gateway, evaluation: evaluation_pb2.Evaluation, args) -> in
         render.print_json(render.to_dict(report))
     else:
         print(render.report_table(report))
+    return _gate(report, _thresholds(args))
+
+
+# The exit code when the report falls short of a --fail-under threshold.
+EXIT_BELOW_THRESHOLD = 3
+
+
+def _thresholds(args) -> list[gate.Threshold]:
+    return [gate.parse_threshold(text) for text in getattr(args, "fail_under", None) or []]
+
+
+def _gate(report, thresholds: list[gate.Threshold]) -> int:
+    """0 when every threshold holds; EXIT_BELOW_THRESHOLD, naming each one
+    that failed on stderr, otherwise."""
+    if not thresholds:
+        return 0
+    outcomes = gate.check(report, thresholds)
+    for outcome in outcomes:
+        print(f"advex gate: {outcome.line()}", file=sys.stderr)
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        print(f"advex gate: {len(failed)} of {len(outcomes)} checks FAILED", file=sys.stderr)
+        return EXIT_BELOW_THRESHOLD
+    print(f"advex gate: all {len(outcomes)} checks hold", file=sys.stderr)
     return 0
 
 
@@ -109,9 +134,11 @@ def cmd_evaluate(gateway: Gateway, args) -> int:
 
 
 def _create(gateway: Gateway, request: evaluation_pb2.CreateEvaluationRequest, args) -> int:
-    """Creates the evaluation; with --wait, follows it and prints its report."""
+    """Creates the evaluation; with --wait (which --fail-under implies),
+    follows it and prints its report."""
+    _thresholds(args)  # a malformed threshold fails before any work is queued
     evaluation = gateway.evaluations.CreateEvaluation(request).evaluation
-    if not args.wait:
+    if not args.wait and not args.fail_under:
         if args.json:
             render.print_json(render.to_dict(evaluation))
         else:
@@ -222,8 +249,20 @@ def cmd_list(gateway: Gateway, args) -> int:
     return 0
 
 
+def cmd_gate(gateway: Gateway, args) -> int:
+    thresholds = _thresholds(args)
+    report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=args.evaluation)).report
+    if args.json:
+        render.print_json(render.to_dict(report))
+    else:
+        print(render.report_table(report))
+    return _gate(report, thresholds)
+
+
 def cmd_report(gateway: Gateway, args) -> int:
     report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=args.evaluation)).report
+    if args.html:
+        return _write_page(gateway, report, Path(args.html), args.json)
     import json
 
     text = json.dumps(render.to_dict(report), indent=2) + "\n" if args.json else render.report_table(report) + "\n"
@@ -232,6 +271,26 @@ def cmd_report(gateway: Gateway, args) -> int:
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _write_page(gateway: Gateway, report, path: Path, as_json: bool) -> int:
+    """The report's HTML page (an artifact), downloaded and verified."""
+    if not report.HasField("html_page"):
+        raise CliError(
+            f"{report.name} has no HTML page: it was made before pages existed, or rendering it failed "
+            "(the gateway's log says why); `advex report` without --html still prints the numbers"
+        )
+    url = gateway.artifacts.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=report.html_page.name))
+    try:
+        fetch.fetch_to(fetch.Location(url.url, url.sha256, url.size_bytes), path, what="the report page",
+                       max_bytes=1 << 40)
+    except AdvexError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        render.print_json({"path": str(path), "size_bytes": url.size_bytes, "sha256": url.sha256})
+    else:
+        print(f"wrote {path}: the report page of {report.name}, {url.size_bytes} bytes (open it in a browser)")
     return 0
 
 
@@ -310,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--clip-max", type=float, default=1.0, help="largest valid input value (default 1)")
     evaluation.add_argument("--name", help="display name")
     evaluation.add_argument("--wait", action="store_true", help="follow progress and print the report")
+    evaluation.add_argument(
+        "--fail-under", action="append", default=[], metavar="THRESHOLD",
+        help=f"after the report, exit with code {EXIT_BELOW_THRESHOLD} unless it holds (repeatable; implies --wait): "
+        f"METRIC[@SELECTOR]=VALUE, or <=VALUE for numbers that must stay low; {gate.EXAMPLES}",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("up", help="run the whole mesh in the foreground (Ctrl-C stops)")
@@ -421,9 +485,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="follow page tokens to the end")
     p.set_defaults(func=cmd_list)
 
+    p = sub.add_parser(
+        "gate", parents=[common],
+        help=f"print a finished evaluation's report and exit with code {EXIT_BELOW_THRESHOLD} unless every "
+        "--fail-under threshold holds",
+    )
+    p.add_argument("evaluation", help="evaluations/<id>")
+    p.add_argument(
+        "--fail-under", action="append", required=True, metavar="THRESHOLD",
+        help=f"METRIC[@SELECTOR]=VALUE, or <=VALUE for numbers that must stay low (repeatable); {gate.EXAMPLES}",
+    )
+    p.set_defaults(func=cmd_gate)
+
     p = sub.add_parser("report", parents=[common], help="print (or --out write) the report of a finished evaluation")
     p.add_argument("evaluation", help="evaluations/<id>")
     p.add_argument("--out", help="write to this file instead of stdout")
+    p.add_argument("--html", metavar="FILE", help="instead, download the report's self-contained HTML page to FILE")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

@@ -106,7 +106,10 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
                         kept_set.abandon()
                     raise
             work.stage("scoring")
-            metrics = scores.result().report
+            scored = scores.result()
+            metrics = scored.report
+    work.page.evasion_figures = scored.figures
+    work.page.class_names = list(dataset_artifact.dataset.class_names)
     for result, ref in zip(metrics.attacks, kept):
         result.adversarial_dataset.CopyFrom(ref)
     metrics.seed = seed
@@ -135,6 +138,16 @@ def _run_attack(work: Work, spec, seed, index, attack_spec, attack_resolved, mod
         if response.HasField("adversarial_images"):
             if kept_set is not None:
                 kept_set.add_images(response.adversarial_images)
+            continue
+        if response.HasField("engine"):
+            work.page.versions.update(response.engine.versions)
+            continue
+        if response.HasField("examples"):
+            scores.put(
+                scoring_service_pb2.ScoreEvasionRequest(
+                    examples=scoring_service_pb2.ScoredExamples(attack_index=index, examples=response.examples)
+                )
+            )
             continue
         if not response.HasField("records"):
             continue

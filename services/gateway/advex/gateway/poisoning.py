@@ -102,6 +102,7 @@ def execute(work: Work, spec: poisoning_pb2.PoisoningSpec) -> report_pb2.Report:
     names = [row.model, *(name for name, _, _ in _artifact_names(spec))]
     artifacts = dict(zip(names, work.artifacts(*names)))
     locations = dict(zip(names, work.locations(*names)))
+    work.page.class_names = list(artifacts[spec.test_dataset].dataset.class_names)
     inputs = _inputs(locations.__getitem__, row.model, spec, row.clip_min, row.clip_max)
     work.stage("checking the model and datasets")
     check = work.unary(
@@ -177,7 +178,9 @@ def _train(
     with work.request_stream(work.downstream.attack.RunPoisoning, first) as requests:
         for response in requests.call:
             payload = response.WhichOneof("payload")
-            if payload == "progress":
+            if payload == "engine":
+                work.page.versions.update(response.engine.versions)
+            elif payload == "progress":
                 progress = response.progress
                 work.run.done = progress_before + progress.steps_done
                 work.stage(f"training with {label}: epoch {progress.epoch}/{progress.epochs}")

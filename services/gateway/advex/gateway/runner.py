@@ -22,7 +22,7 @@ import time
 import grpc
 
 from advex.core.errors import status_of
-from advex.gateway import jobs
+from advex.gateway import jobs, pages
 from advex.gateway.config import GatewayConfig
 from advex.gateway.kinds import KINDS
 from advex.gateway.work import CANCEL, DRAIN, LOST, Downstream, RunState, Work
@@ -168,6 +168,10 @@ class EvaluationRunner:
         report.name = f"evaluations/{row.id}"
         report.state = jobs.SUCCEEDED
         report.clip_min, report.clip_max = row.clip_min, row.clip_max
+        page = pages.store_page(work, report)
+        if page is not None:
+            report.html_page.CopyFrom(page)
+        work.check_stopped()
         return report
 
 

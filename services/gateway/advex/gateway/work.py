@@ -20,6 +20,7 @@ from advex.core.presigned import file_digest, put_file
 from advex.core.serving import open_channel
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
+from advex.gateway.pages import PageInputs
 from advex.internal.v1 import attack_service_pb2, attack_service_pb2_grpc, scoring_service_pb2_grpc
 from advex.v1 import artifact_pb2, artifact_pb2_grpc, report_pb2
 
@@ -200,6 +201,8 @@ class Work:
     row: jobs.EvaluationRow
     run: RunState
     downstream: Downstream
+    # What the run gathers for the report's page (pages.py).
+    page: PageInputs = field(default_factory=PageInputs)
 
     def stage(self, text: str) -> None:
         self.run.stage = text[:200]

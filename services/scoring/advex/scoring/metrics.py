@@ -57,6 +57,14 @@ adversarial probabilities q (argmax ties go to the lowest class index):
   evaluated eps whose adversarial accuracy < clean_accuracy / 2 (strictly);
   None when no evaluated eps gets there.
 - warnings: the gradient-masking checks of masking.py.
+
+Figures (what the HTML report draws; `AttackFigures`, not in the JSON
+report): per attack, histograms of the top-class probability max(p) and
+max(q) in CONFIDENCE_BINS equal bins of [0, 1] (1.0 in the last); per true
+class, its samples, the clean-correct and the adversarially correct ones
+(per-class robust accuracy = adversarially correct / samples); and, for at
+most MAX_CONFUSION_CLASSES classes, the confusion matrix of true label
+against adversarial prediction. All bounded: nothing grows with samples.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -133,6 +141,42 @@ class RecordBatch:
     targets: np.ndarray | None = None
 
 
+# The report's histograms of top-class probability.
+CONFIDENCE_BINS = 20
+# Above this many classes no confusion matrix is kept (it would not be
+# readable, and its memory grows with the square).
+MAX_CONFUSION_CLASSES = 64
+# Example images (the attack service sends at most 8 per attack): bytes kept
+# over all attacks of one evaluation; past it, later attacks' are dropped.
+MAX_EXAMPLES_PER_ATTACK = 8
+MAX_EXAMPLE_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A few samples of one attack for the page's picture grid."""
+
+    samples: np.ndarray  # int64 (k,) dataset indices
+    clean: np.ndarray  # (k, *image_shape) in input scale
+    adversarial: np.ndarray
+    labels: np.ndarray  # int64 (k,)
+    clean_predictions: np.ndarray  # int64 (k,)
+    adversarial_predictions: np.ndarray  # int64 (k,)
+
+
+@dataclass(frozen=True)
+class AttackFigures:
+    confidence_clean: tuple[int, ...]  # CONFIDENCE_BINS counts of max(p)
+    confidence_adversarial: tuple[int, ...]  # of max(q)
+    class_samples: tuple[int, ...]  # per true class
+    class_clean_correct: tuple[int, ...]
+    class_adversarial_correct: tuple[int, ...]
+    # classes x classes, true label (row) by adversarial prediction; None
+    # above MAX_CONFUSION_CLASSES.
+    confusion: np.ndarray | None
+    examples: Examples | None = None
+
+
 @dataclass(frozen=True)
 class AttackMetrics:
     spec: ResolvedAttack
@@ -156,6 +200,7 @@ class AttackMetrics:
     perturbation_l2_median: float
     perturbation_l0_mean: float
     perturbation_l0_median: float
+    figures: AttackFigures | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -194,7 +239,7 @@ class EvasionMetrics:
 class _AttackState:
     """Running sums for one attack."""
 
-    def __init__(self, index: int, spec: ResolvedAttack, samples: int) -> None:
+    def __init__(self, index: int, spec: ResolvedAttack, samples: int, num_classes: int) -> None:
         self.index = index
         self.spec = spec
         self.outcome = np.zeros(samples, dtype=np.int8)
@@ -209,6 +254,38 @@ class _AttackState:
         self.true_class_adversarial = 0.0
         # Norms of successful samples only, one array per batch.
         self.norms = _Norms()
+        self.confidence_clean_bins = np.zeros(CONFIDENCE_BINS, dtype=np.int64)
+        self.confidence_adversarial_bins = np.zeros(CONFIDENCE_BINS, dtype=np.int64)
+        self.class_samples = np.zeros(num_classes, dtype=np.int64)
+        self.class_clean_correct = np.zeros(num_classes, dtype=np.int64)
+        self.class_adversarial_correct = np.zeros(num_classes, dtype=np.int64)
+        self.confusion = (
+            np.zeros((num_classes, num_classes), dtype=np.int64) if num_classes <= MAX_CONFUSION_CLASSES else None
+        )
+        self.examples: Examples | None = None
+
+    def add_figures(self, labels, clean_pred, adv_pred, clean_confidence, adv_confidence) -> None:
+        classes = len(self.class_samples)
+        self.confidence_clean_bins += _histogram(clean_confidence)
+        self.confidence_adversarial_bins += _histogram(adv_confidence)
+        self.class_samples += np.bincount(labels, minlength=classes)
+        self.class_clean_correct += np.bincount(labels[clean_pred == labels], minlength=classes)
+        self.class_adversarial_correct += np.bincount(labels[adv_pred == labels], minlength=classes)
+        if self.confusion is not None:
+            self.confusion += np.bincount(labels * classes + adv_pred, minlength=classes * classes).reshape(
+                classes, classes
+            )
+
+    def figures(self) -> AttackFigures:
+        return AttackFigures(
+            confidence_clean=tuple(int(v) for v in self.confidence_clean_bins),
+            confidence_adversarial=tuple(int(v) for v in self.confidence_adversarial_bins),
+            class_samples=tuple(int(v) for v in self.class_samples),
+            class_clean_correct=tuple(int(v) for v in self.class_clean_correct),
+            class_adversarial_correct=tuple(int(v) for v in self.class_adversarial_correct),
+            confusion=None if self.confusion is None else self.confusion.copy(),
+            examples=self.examples,
+        )
 
     @property
     def name(self) -> str:
@@ -249,18 +326,14 @@ class EvasionAccumulator:
         self.samples = samples
         self.num_classes = num_classes
         self.clip_range = clip_range
-        self._attacks = [_AttackState(i, spec, self.samples) for i, spec in enumerate(specs)]
+        self._attacks = [_AttackState(i, spec, self.samples, self.num_classes) for i, spec in enumerate(specs)]
         # Labels as first delivered by any attack.
         self._labels = checks.label_store(self.samples, self.num_classes)
+        self._example_bytes = 0
 
     def add(self, attack_index: int, batch: RecordBatch) -> None:
         """Adds one batch; validates it completely before changing any state."""
-        if not 0 <= attack_index < len(self._attacks):
-            raise InvalidArgument(
-                f"attack_index {attack_index} is out of range: the header lists "
-                f"{len(self._attacks)} attack(s), indices 0..{len(self._attacks) - 1}"
-            )
-        state = self._attacks[attack_index]
+        state = self._state(attack_index)
         labels, p, q, norms, targets = self._checked(state, batch)
         n = len(labels)
         if n == 0:
@@ -290,12 +363,60 @@ class EvasionAccumulator:
         state.attacked += int(attacked.sum())
         state.successful += int(success.sum())
         # float64 sums: float32 would drift over millions of samples.
-        state.confidence_clean += float(p[rows, clean_pred].sum(dtype=np.float64))
-        state.confidence_adversarial += float(q[rows, adv_pred].sum(dtype=np.float64))
+        clean_confidence, adv_confidence = p[rows, clean_pred], q[rows, adv_pred]
+        state.confidence_clean += float(clean_confidence.sum(dtype=np.float64))
+        state.confidence_adversarial += float(adv_confidence.sum(dtype=np.float64))
+        state.add_figures(labels, clean_pred, adv_pred, clean_confidence, adv_confidence)
         state.true_class_clean += float(p[rows, labels].sum(dtype=np.float64))
         state.true_class_adversarial += float(q[rows, labels].sum(dtype=np.float64))
         if success.any():
             state.norms.add(np.stack([norms[key][success] for key in _NORM_KEYS], axis=1))
+
+    def add_examples(self, attack_index: int, examples: Examples) -> None:
+        """Keeps one attack's example images (once per attack), within
+        MAX_EXAMPLE_BYTES over all attacks."""
+        state = self._state(attack_index)
+        samples = np.asarray(examples.samples)
+        clean, adversarial = np.asarray(examples.clean), np.asarray(examples.adversarial)
+        k = len(samples)
+        if state.examples is not None:
+            raise InvalidArgument(f"{state.name}: examples arrived twice; send them once per attack")
+        if not 0 < k <= MAX_EXAMPLES_PER_ATTACK or samples.dtype.kind not in "iu":
+            raise InvalidArgument(f"{state.name}: examples must name 1 to {MAX_EXAMPLES_PER_ATTACK} samples, got {k}")
+        if clean.shape != adversarial.shape or clean.shape[:1] != (k,) or clean.ndim < 2:
+            raise InvalidArgument(
+                f"{state.name}: example images must be ({k}, ...) twice, got {clean.shape} and {adversarial.shape}"
+            )
+        if clean.dtype.kind != "f" or adversarial.dtype.kind != "f":
+            raise InvalidArgument(f"{state.name}: example images must be floats, got {clean.dtype}")
+        if samples.min() < 0 or samples.max() >= self.samples:
+            raise InvalidArgument(f"{state.name}: example samples must be in 0..{self.samples - 1}")
+        for field_name in ("labels", "clean_predictions", "adversarial_predictions"):
+            values = np.asarray(getattr(examples, field_name))
+            if values.shape != (k,) or (k and (values.min() < 0 or values.max() >= self.num_classes)):
+                raise InvalidArgument(
+                    f"{state.name}: example {field_name} must be {k} classes in 0..{self.num_classes - 1}"
+                )
+        size = clean.nbytes + adversarial.nbytes
+        if self._example_bytes + size > MAX_EXAMPLE_BYTES:
+            log.info("%s: its example images are left out of the page (the page holds %d bytes of them)",
+                     state.name, MAX_EXAMPLE_BYTES)
+            return
+        self._example_bytes += size
+        state.examples = Examples(
+            samples.astype(np.int64), clean, adversarial, *(
+                np.asarray(getattr(examples, f), dtype=np.int64)
+                for f in ("labels", "clean_predictions", "adversarial_predictions")
+            )
+        )
+
+    def _state(self, attack_index: int) -> _AttackState:
+        if not 0 <= attack_index < len(self._attacks):
+            raise InvalidArgument(
+                f"attack_index {attack_index} is out of range: the header lists "
+                f"{len(self._attacks)} attack(s), indices 0..{len(self._attacks) - 1}"
+            )
+        return self._attacks[attack_index]
 
     def _checked(self, state: _AttackState, batch: RecordBatch):
         """The batch's arrays, checked for shape, type and range."""
@@ -395,6 +516,7 @@ class EvasionAccumulator:
             mean_true_class_probability_adversarial=state.true_class_adversarial / n,
             robustness_score=_score(adversarial_accuracy, clean_accuracy),
             **norm_stats,
+            figures=state.figures(),
         )
 
     def _worst_case(self, clean_accuracy: float) -> tuple[WorstCaseMetrics, ...]:
@@ -411,6 +533,14 @@ class EvasionAccumulator:
             names = tuple(dict.fromkeys(_worst_case_name(s.spec) for s in members))
             result.append(WorstCaseMetrics(norm, eps, accuracy, names, _score(accuracy, clean_accuracy)))
         return tuple(result)
+
+
+def _histogram(confidence: np.ndarray) -> np.ndarray:
+    """Counts of `confidence` in CONFIDENCE_BINS equal bins of [0, 1],
+    computed in the records' own precision (float32 0.7 lands in [0.7,
+    0.75), as numpy.histogram puts it)."""
+    bins = np.clip((np.asarray(confidence) * CONFIDENCE_BINS).astype(np.int64), 0, CONFIDENCE_BINS - 1)
+    return np.bincount(bins, minlength=CONFIDENCE_BINS)
 
 
 def _worst_case_name(spec: ResolvedAttack) -> str:

@@ -1,6 +1,9 @@
 """Renders `metrics.EvasionMetrics` as `advex.v1.EvasionReport` and
 `poisoning.PoisoningMetrics` as `advex.v1.PoisoningReport`.
 
+`evasion_figures` gives what the HTML page draws beyond the numbers
+(histograms, per-class counts, confusion, example images) for RenderReport.
+
 Only the metric fields are filled. What belongs to the evaluation (the
 Report around them: name, state, model, dataset, clip range; and in a
 PoisoningReport the spec, datasets, pattern, training and pool sizes, each
@@ -9,6 +12,8 @@ model's artifacts and training figures) the gateway owns and fills in.
 
 from __future__ import annotations
 
+from advex.core import tensors
+from advex.internal.v1 import records_pb2, scoring_service_pb2
 from advex.scoring.metrics import AttackMetrics, CurveMetrics, EvasionMetrics, WorstCaseMetrics
 from advex.scoring.poisoning import PoisonedModelMetrics, PoisoningMetrics
 from advex.v1 import report_pb2
@@ -110,3 +115,28 @@ def poisoning_report(metrics: PoisoningMetrics) -> report_pb2.PoisoningReport:
 
 def model_result(m: PoisonedModelMetrics) -> report_pb2.PoisonedModelResult:
     return report_pb2.PoisonedModelResult(**{name: getattr(m, name) for name in _MODEL_FIELDS})
+
+
+def evasion_figures(metrics: EvasionMetrics) -> scoring_service_pb2.EvasionFigures:
+    """Every attack's AttackFigures, in header order."""
+    out = scoring_service_pb2.EvasionFigures()
+    for attack in metrics.attacks:
+        f = attack.figures
+        item = out.attacks.add(
+            confidence_clean=f.confidence_clean,
+            confidence_adversarial=f.confidence_adversarial,
+            class_samples=f.class_samples,
+            class_clean_correct=f.class_clean_correct,
+            class_adversarial_correct=f.class_adversarial_correct,
+            confusion=[] if f.confusion is None else f.confusion.ravel().tolist(),
+        )
+        if f.examples is not None:
+            item.examples.CopyFrom(records_pb2.EvasionExamples(
+                samples=f.examples.samples.tolist(),
+                clean=tensors.to_proto(f.examples.clean),
+                adversarial=tensors.to_proto(f.examples.adversarial),
+                labels=f.examples.labels.tolist(),
+                clean_predictions=f.examples.clean_predictions.tolist(),
+                adversarial_predictions=f.examples.adversarial_predictions.tolist(),
+            ))
+    return out

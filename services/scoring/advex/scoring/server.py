@@ -14,12 +14,16 @@ from advex.core import attack_specs, tensors
 from advex.core.errors import InvalidArgument
 from advex.core.serving import Registration, RunningServer, run_service, start_server
 from advex.internal.v1 import records_pb2, scoring_service_pb2, scoring_service_pb2_grpc
+from advex.scoring import html_report
 from advex.scoring.config import ScoringConfig
-from advex.scoring.metrics import EvasionAccumulator, RecordBatch
+from advex.scoring.metrics import EvasionAccumulator, Examples, RecordBatch
 from advex.scoring.poisoning import PoisoningAccumulator, PoisoningBatch
-from advex.scoring.report import evasion_report, poisoning_report
+from advex.scoring.report import evasion_figures, evasion_report, poisoning_report
 
 log = logging.getLogger(__name__)
+
+# The page travels in pieces of at most this many bytes.
+PAGE_PIECE_BYTES = 512 * 1024
 
 SERVICE_NAME = scoring_service_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name
 _EVASION_TENSORS = (
@@ -52,7 +56,10 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
             max_attacks=self._config.max_attacks, clip_range=clip_range,
         )
         batches = 0
-        for scored in read_records(request_iterator):
+        for kind, scored in read_items(request_iterator, ("records", "examples")):
+            if kind == "examples":
+                accumulator.add_examples(scored.attack_index, examples(scored.attack_index, scored.examples))
+                continue
             accumulator.add(scored.attack_index, record_batch(scored.attack_index, scored.records))
             batches += 1
         metrics = accumulator.finish()
@@ -63,7 +70,22 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
             batches,
             time.monotonic() - started,
         )
-        return scoring_service_pb2.ScoreEvasionResponse(report=evasion_report(metrics))
+        return scoring_service_pb2.ScoreEvasionResponse(
+            report=evasion_report(metrics), figures=evasion_figures(metrics)
+        )
+
+    def RenderReport(self, request: scoring_service_pb2.RenderReportRequest, context):
+        started = time.monotonic()
+        page = html_report.render(
+            request.report,
+            request.evasion_figures if request.HasField("evasion_figures") else None,
+            list(request.class_names),
+            dict(request.versions),
+        )
+        log.info("rendered the page of %s: %d bytes in %.2f s", request.report.name or "a report", len(page),
+                 time.monotonic() - started)
+        for at in range(0, len(page), PAGE_PIECE_BYTES):
+            yield scoring_service_pb2.RenderReportResponse(html=page[at : at + PAGE_PIECE_BYTES])
 
     def ScorePoisoning(
         self, request_iterator: Iterator[scoring_service_pb2.ScorePoisoningRequest], context
@@ -81,7 +103,7 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
             max_models=self._config.max_models,
         )
         batches = 0
-        for scored in read_records(request_iterator):
+        for _, scored in read_items(request_iterator, ("records",)):
             accumulator.add(scored.model_index, poisoning_batch(scored.model_index, scored.records))
             batches += 1
         metrics = accumulator.finish()
@@ -105,15 +127,16 @@ def read_header(request_iterator: Iterator, rpc: str, fields: str):
     return first.header
 
 
-def read_records(request_iterator: Iterator) -> Iterator:
-    """The `records` item of every message after the header."""
+def read_items(request_iterator: Iterator, kinds: tuple[str, ...]) -> Iterator[tuple[str, object]]:
+    """(kind, item) of every message after the header, of one of `kinds`."""
+    allowed = " or ".join(kinds)
     for request in request_iterator:
         kind = request.WhichOneof("item")
         if kind == "header":
-            raise InvalidArgument("a second header arrived; send one header, then only records")
-        if kind != "records":
-            raise InvalidArgument("a message with neither header nor records arrived")
-        yield request.records
+            raise InvalidArgument(f"a second header arrived; send one header, then only {allowed}")
+        if kind not in kinds:
+            raise InvalidArgument(f"a message with neither header nor {allowed} arrived")
+        yield kind, getattr(request, kind)
 
 
 def decode_tensors(records, fields: tuple[str, ...], where: str) -> dict[str, np.ndarray]:
@@ -137,6 +160,17 @@ def record_batch(attack_index: int, records: records_pb2.EvasionRecords) -> Reco
     if records.HasField("targets"):
         arrays.update(decode_tensors(records, ("targets",), where))
     return RecordBatch(first_sample=records.first_sample, **arrays)
+
+
+def examples(attack_index: int, message: records_pb2.EvasionExamples) -> Examples:
+    where = f"examples of attack {attack_index}"
+    arrays = decode_tensors(message, ("clean", "adversarial"), where)
+    return Examples(
+        samples=np.asarray(message.samples, dtype=np.int64), **arrays,
+        labels=np.asarray(message.labels, dtype=np.int64),
+        clean_predictions=np.asarray(message.clean_predictions, dtype=np.int64),
+        adversarial_predictions=np.asarray(message.adversarial_predictions, dtype=np.int64),
+    )
 
 
 def poisoning_batch(model_index: int, records: records_pb2.PoisoningRecords) -> PoisoningBatch:

@@ -33,6 +33,7 @@ from advex.storage.verify import (
     verify_dataset,
     verify_model,
     verify_pattern,
+    verify_report,
 )
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,18 @@ log = logging.getLogger(__name__)
 MODEL = "model"
 DATASET = "dataset"
 PATTERN = "pattern"
-_VERIFIERS: dict[str, Callable[[Path, ZipLimits], Summary]] = {
+REPORT = "report"
+_VERIFIERS: dict[str, Callable[[Path, ZipLimits], Summary | None]] = {
     MODEL: verify_model,
     DATASET: verify_dataset,
     PATTERN: verify_pattern,
+    REPORT: verify_report,
 }
 _HOW_TO_SAVE = {
     MODEL: "upload a Keras 3 .keras file saved with model.save('model.keras')",
     DATASET: "upload an .npz saved with numpy.savez('data.npz', x=images, y=labels)",
     PATTERN: "upload an .npz saved with numpy.savez('trigger.npz', pattern=pattern, mask=mask)",
+    REPORT: "report pages are made by AdvEx for an evaluation",
 }
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_DISPLAY_NAME = 200
@@ -117,6 +121,7 @@ class ArtifactStore:
             MODEL: ZipLimits.for_models(max_upload_bytes),
             DATASET: ZipLimits.for_datasets(max_dataset_bytes),
             PATTERN: ZipLimits.for_patterns(),
+            REPORT: None,
         }
         self.upload_url_ttl_s = upload_url_ttl_s
         self.download_url_ttl_s = download_url_ttl_s
@@ -126,7 +131,7 @@ class ArtifactStore:
         if kind not in _VERIFIERS:
             raise InvalidArgument(
                 "kind is required: MODEL for a Keras 3 .keras file, DATASET for an .npz of images and labels, "
-                "or PATTERN for an .npz backdoor trigger (pattern and mask)"
+                "or PATTERN for an .npz backdoor trigger (pattern and mask) (REPORT: pages AdvEx makes)"
             )
         if len(display_name) > MAX_DISPLAY_NAME:
             raise InvalidArgument(
@@ -230,9 +235,11 @@ class ArtifactStore:
         log.info("artifact %s (%s, %d bytes) is READY", name, record.kind, record.size_bytes)
         return self._require(record.id, name)
 
-    def _verify(self, record: ArtifactRecord, path: Path) -> Summary:
+    def _verify(self, record: ArtifactRecord, path: Path) -> Summary | None:
         """The file's summary, checked to be sendable as it will be sent."""
         summary = _VERIFIERS[record.kind](path, self.limits[record.kind])
+        if summary is None:
+            return None
         try:
             size = summary_wire_size(summary)
         except Exception as error:

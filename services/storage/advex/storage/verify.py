@@ -14,6 +14,8 @@ to fit the Artifact message, so a READY record can always be sent.
 
 from __future__ import annotations
 
+import codecs
+
 import math
 import re
 import unicodedata
@@ -568,3 +570,27 @@ def _read_small_array(archive: zipfile.ZipFile, array: str) -> np.ndarray:
         # To the member's end, so that zipfile checks its CRC.
         stream.read()
     return value
+
+
+# -------------------------------------------------------------- report pages
+
+# The start every AdvEx report page has (scoring's html_report.py writes it).
+REPORT_PAGE_START = b"<!DOCTYPE html>"
+
+
+def verify_report(path: Path, limits: ZipLimits | None = None) -> None:
+    """Checks that `path` is a report page: UTF-8 text starting with
+    <!DOCTYPE html>. Pages are made by the gateway (through scoring), not
+    uploaded by users; there is nothing to summarise."""
+    with open(path, "rb") as file:
+        start = file.read(len(REPORT_PAGE_START))
+        if start.upper() != REPORT_PAGE_START.upper():
+            raise VerificationError("a report page must be an HTML document starting with <!DOCTYPE html>")
+        file.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while block := file.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise VerificationError("a report page must be UTF-8 text") from None

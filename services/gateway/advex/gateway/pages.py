@@ -1,0 +1,67 @@
+"""The report's HTML page: rendered by the scoring service (RenderReport)
+from the finished report and what the run gathered for it (`PageInputs`),
+then stored through storage's ordinary upload as a REPORT artifact, like
+anything else the gateway makes (Work.store_file).
+
+A page that cannot be made does not fail the evaluation: its numbers are
+the product, the page is their presentation. The report then has no
+`html_page`, and the gateway log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from advex.internal.v1 import scoring_service_pb2
+from advex.v1 import artifact_pb2, report_pb2
+
+log = logging.getLogger(__name__)
+
+# Rendering plots for a few hundred attacks takes seconds, not minutes.
+RENDER_TIMEOUT_S = 300.0
+
+
+@dataclass
+class PageInputs:
+    """What an evaluation's run collects for its page besides the report."""
+
+    evasion_figures: scoring_service_pb2.EvasionFigures | None = None
+    class_names: list[str] = field(default_factory=list)
+    # The attack service's software (EngineInfo.versions).
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def store_page(work, report: report_pb2.Report) -> report_pb2.ArtifactRef | None:
+    """Renders and stores `report`'s page; None (logged) when that failed."""
+    from advex.gateway.work import Stopped, artifact_ref
+
+    inputs: PageInputs = work.page
+    request = scoring_service_pb2.RenderReportRequest(
+        report=report, class_names=inputs.class_names, versions=inputs.versions
+    )
+    if inputs.evasion_figures is not None:
+        request.evasion_figures.CopyFrom(inputs.evasion_figures)
+    work.stage("rendering the report page")
+    try:
+        with tempfile.TemporaryDirectory(prefix="advex-page-") as scratch:
+            path = Path(scratch) / "report.html"
+            with open(path, "wb") as page:
+                for piece in work.track(work.downstream.scoring.RenderReport(request, timeout=RENDER_TIMEOUT_S)):
+                    page.write(piece.html)
+            work.stage("storing the report page")
+            artifact = work.store_file(path, artifact_pb2.ARTIFACT_KIND_REPORT, f"report page, {report.name}")
+        return artifact_ref(artifact)
+    except Stopped:
+        raise
+    except grpc.RpcError as error:
+        if work.run.outcome:  # cancelled or drained while rendering
+            work.check_stopped()
+        log.error("no page for %s: %s %s", report.name, error.code().name, error.details())
+    except Exception:  # noqa: BLE001 - the numbers stand without their page
+        log.exception("no page for %s", report.name)
+    return None
