@@ -1,0 +1,50 @@
+"""pages.store_page when the page cannot be made: the evaluation keeps its
+numbers, the report has no page, the log says why; a cancel while
+rendering still stops the run. (A page made and stored for real:
+tests/mesh/test_mesh_report_page.py.)"""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import grpc
+import pytest
+
+from advex.gateway.pages import PageInputs, store_page
+from advex.gateway.work import Stopped
+from advex.v1 import report_pb2
+
+
+class _Unavailable(grpc.RpcError):
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self):
+        return "scoring is restarting"
+
+
+def _work(outcome="", stored=None):
+    def render(request, timeout):
+        raise _Unavailable()
+
+    def check_stopped():
+        if outcome:
+            raise Stopped(outcome)
+
+    return SimpleNamespace(
+        page=PageInputs(), stage=lambda text: None, track=lambda call: call, check_stopped=check_stopped,
+        run=SimpleNamespace(outcome=outcome), downstream=SimpleNamespace(scoring=SimpleNamespace(RenderReport=render)),
+        store_file=stored,
+    )
+
+
+def test_a_page_that_cannot_be_rendered_is_logged_and_left_out(caplog):
+    with caplog.at_level(logging.ERROR, logger="advex.gateway.pages"):
+        assert store_page(_work(), report_pb2.Report(name="evaluations/e1")) is None
+    assert "no page for evaluations/e1: UNAVAILABLE scoring is restarting" in caplog.text
+
+
+def test_a_cancel_while_rendering_still_stops_the_run():
+    with pytest.raises(Stopped):
+        store_page(_work(outcome="cancel"), report_pb2.Report(name="evaluations/e1"))
