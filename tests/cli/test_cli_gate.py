@@ -99,3 +99,18 @@ def test_a_threshold_that_matches_nothing_is_an_error_not_a_pass(report, text, p
     with pytest.raises(CliError, match=phrase):
         check(report, [parse_threshold(text)])
 
+
+def test_the_error_lists_what_the_report_has():
+    with pytest.raises(CliError) as info:
+        check(EVASION, [parse_threshold("adversarial_accuracy@apgd=0.5")])
+    assert "it has attacks fgsm inf eps=0.1; pgd 2 eps=1 steps=40;" in str(info.value)
+    assert "worst-case budgets 2:0.1, inf:0.1" in str(info.value)
+    with pytest.raises(CliError, match=r"it has the baseline and models poisoned with 5, 20 images"):
+        check(POISONING, [parse_threshold("attack_success_rate@count=7<=0.2")])
+
+
+@pytest.mark.parametrize("setting", ["eps", "steps", "poison_count"])
+def test_settings_are_not_metrics(setting):
+    with pytest.raises(CliError, match=f"unknown metric '{setting}'. Evasion: robustness_score"):
+        parse_threshold(f"{setting}=1")
+

@@ -33,6 +33,19 @@ def test_download_is_verified_cached_and_reused(publish, blob, tmp_path):
     assert fetch.fetch(dead, cache, suffix=".bin", what="model", max_bytes=1 << 30) == path
 
 
+def test_a_file_the_user_downloads_is_as_readable_as_the_umask_says(publish, blob, tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = fetch.fetch_to(location(publish(blob)), tmp_path / "page.html", what="the page", max_bytes=1 << 30)
+    finally:
+        os.umask(previous)
+    assert path.read_bytes() == blob.read_bytes()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not the private temporary file's 0600
+
+
 def test_digest_mismatch_names_both_digests_and_leaves_nothing(publish, blob, tmp_path):
     cache = tmp_path / "cache"
     wrong = hashlib.sha256(b"something else").hexdigest()

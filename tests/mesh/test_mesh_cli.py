@@ -79,13 +79,13 @@ def test_fail_under_gates_a_ci_pipeline_with_exit_codes(mesh, uploaded_digits):
     assert code == 3, err
     assert "adv_acc" in out and "pgd" in out
     assert "FAILED: robustness_score of the report is" in err and "must be >= 0.99" in err
-    assert "ok: adversarial_accuracy of fgsm inf eps=0.1" in err and "1 of 2 checks FAILED" in err
+    assert "ok: adversarial_accuracy of fgsm inf eps=0.1" in err and "1 of 2 threshold checks FAILED" in err
 
     code, out, _ = run_cli(*gateway, "list", "--json")
     name = json.loads(out)[0]["name"]
     code, out, err = run_cli(*gateway, "gate", name, "--fail-under", "worst_case@inf:0.1=0",
                              "--fail-under", "adversarial_accuracy@pgd<=1", "--json")
-    assert code == 0 and "all 2 checks hold" in err, err
+    assert code == 0 and "every one of 2 threshold checks holds" in err, err
     assert json.loads(out)["evasion"]["samples"] == "40"
     # Both reports were checked against docs/report.schema.json on arrival.
     assert ReportValidator.validated >= validated + 2

@@ -142,7 +142,7 @@ def test_advex_poison_cli_prints_the_report_json(mesh, digits_sets):
     )
     assert code == 3, err
     assert "ok: attack_success_rate of the model poisoned with 10 images" in err
-    assert "FAILED: clean_accuracy of the clean baseline" in err and "1 of 2 checks FAILED" in err
+    assert "FAILED: clean_accuracy of the clean baseline" in err and "1 of 2 threshold checks FAILED" in err
     report = json.loads(out)  # stdout stays the report alone
     poisoning = report["poisoning"]
     assert poisoning["spec"]["trigger"] == {"trigger": "checker", "size": "3", "position": "4,4", "value": 1.0, "pattern": ""}

@@ -118,7 +118,7 @@ def test_render_report_streams_one_whole_page(stub):
     # The verdict first: the rating of 0.25 is D, with the collapse budget.
     verdict = page.index('id="verdict"')
     assert verdict < page.index('id="curve"') < page.index('id="reproduce"')
-    assert ">D</div>" in page and "Robustness score 0.25" in page and "from L∞ eps 0.1 on" in page
+    assert ">D</div>" in page and "Robustness score 0.25" in page and "From L∞ eps 0.1 on, accuracy is below half" in page
     for section in ("curve", "numbers", "confidence", "examples", "per-class", "confusion", "reproduce"):
         assert f'id="{section}"' in page, section
     # The strongest attack (fgsm eps 0.3, accuracy 0) is the one shown in detail.

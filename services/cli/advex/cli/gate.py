@@ -51,8 +51,9 @@ def _numbers(message) -> tuple[str, ...]:
 
 
 EVASION_METRICS = ("robustness_score", "clean_accuracy")
-ATTACK_METRICS = _numbers(report_pb2.AttackResult)
-POISONED_METRICS = _numbers(report_pb2.PoisonedModelResult)
+# An attack's or a model's settings are not measurements to gate on.
+ATTACK_METRICS = tuple(m for m in _numbers(report_pb2.AttackResult) if m not in ("eps", "steps", "step_size"))
+POISONED_METRICS = tuple(m for m in _numbers(report_pb2.PoisonedModelResult) if m not in ("poison_count", "poison_fraction"))
 WORST_CASE = "worst_case"
 
 
@@ -102,7 +103,11 @@ def parse_threshold(text: str) -> Threshold:
     metric = metric.strip()
     known = set(EVASION_METRICS) | set(ATTACK_METRICS) | set(POISONED_METRICS) | {WORST_CASE}
     if metric not in known:
-        raise CliError(f"{FLAG} {text}: unknown metric '{metric}'; one of {', '.join(sorted(known))}")
+        raise CliError(
+            f"{FLAG} {text}: unknown metric '{metric}'. Evasion: {', '.join(EVASION_METRICS)}, {WORST_CASE}@EPS, "
+            f"or an attack's {', '.join(sorted(ATTACK_METRICS))}. Poisoning: a model's "
+            f"{', '.join(sorted(POISONED_METRICS))}"
+        )
     return Threshold(text=text, metric=metric, selector=selector.strip(), at_most=at_most, value=value)
 
 
@@ -112,7 +117,10 @@ def check(report: report_pb2.Report, thresholds: list[Threshold]) -> list[Outcom
     for threshold in thresholds:
         found = _measure(report, threshold)
         if not found:
-            raise CliError(f"{FLAG} {threshold.text}: nothing in this {report.WhichOneof('result')} report matches it")
+            raise CliError(
+                f"{FLAG} {threshold.text}: nothing in this {report.WhichOneof('result')} report matches it; "
+                f"it has {_contents(report)}"
+            )
         outcomes.extend(found)
     return outcomes
 
@@ -130,6 +138,17 @@ def _measure(report, t: Threshold) -> list[Outcome]:
     if kind == "poisoning" and t.metric in POISONED_METRICS:
         return [Outcome(t, subject, getattr(model, t.metric)) for subject, model in _poisoned(report.poisoning, t)]
     return []
+
+
+def _contents(report) -> str:
+    """What a threshold could select in `report`, briefly."""
+    if report.WhichOneof("result") == "poisoning":
+        counts = ", ".join(str(m.poison_count) for m in report.poisoning.poisoned)
+        return f"the baseline and models poisoned with {counts or 'no'} images (@count=N, @baseline)"
+    attacks = sorted({_attack_subject(r) for r in report.evasion.attacks})
+    budgets = sorted({f"{w.norm}:{w.eps:g}" for w in report.evasion.worst_case})
+    shown = "; ".join(attacks[:12]) + ("; ..." if len(attacks) > 12 else "")
+    return f"attacks {shown or 'none'}, and worst-case budgets {', '.join(budgets) or 'none'}"
 
 
 def _attacks(evasion, t: Threshold):

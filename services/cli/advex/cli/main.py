@@ -87,12 +87,13 @@ def _gate(report, thresholds: list[gate.Threshold]) -> int:
         return 0
     outcomes = gate.check(report, thresholds)
     for outcome in outcomes:
-        print(f"advex gate: {outcome.line()}", file=sys.stderr)
+        print(f"advex: {outcome.line()}", file=sys.stderr)
     failed = [o for o in outcomes if not o.passed]
+    checks = f"{len(outcomes)} threshold check{'s' if len(outcomes) != 1 else ''}"
     if failed:
-        print(f"advex gate: {len(failed)} of {len(outcomes)} checks FAILED", file=sys.stderr)
+        print(f"advex: {len(failed)} of {checks} FAILED (exit code {EXIT_BELOW_THRESHOLD})", file=sys.stderr)
         return EXIT_BELOW_THRESHOLD
-    print(f"advex gate: all {len(outcomes)} checks hold", file=sys.stderr)
+    print(f"advex: every one of {checks} holds", file=sys.stderr)
     return 0
 
 

@@ -107,7 +107,8 @@ def up(var_dir: Path = Path("var")) -> int:
         if stop.received is not None:
             raise CliError("interrupted while starting; stopping what started")
         print(
-            f"advex: mesh up; gateway at {addresses['gateway']}. Try `.venv/bin/advex demo` in another terminal. "
+            f"advex: mesh up; gateway at {addresses['gateway']}, attack service on Keras backend "
+            f"{os.environ.get('KERAS_BACKEND') or 'tensorflow'}. Try `.venv/bin/advex demo` in another terminal. "
             "Ctrl-C stops.",
             file=sys.stderr,
         )

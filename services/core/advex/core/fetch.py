@@ -111,10 +111,15 @@ def fetch(location: Location, cache_dir: str | os.PathLike, *, suffix: str, what
 
 
 def fetch_to(location: Location, path: str | os.PathLike, *, what: str, max_bytes: int) -> Path:
-    """Downloads the object to `path` (replacing what is there), verified."""
+    """Downloads the object to `path` (replacing what is there), verified,
+    readable as the user's umask says (like any file they write; the
+    download itself goes through a private temporary file)."""
     sha = _check(location, what, max_bytes)
     target = Path(path)
     _fetch_verified(location, sha, target, what)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(target, 0o666 & ~umask)
     return target
 
 

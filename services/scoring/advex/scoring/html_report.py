@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,10 +148,12 @@ def _evasion_sentences(page: Page) -> list[str]:
     collapse = [(c.eps_at_half_clean_accuracy, c) for c in evasion.curves if c.HasField("eps_at_half_clean_accuracy")]
     if collapse:
         eps, curve = min(collapse, key=lambda item: item[0])
+        names = sorted({c.attack + (f" (target {c.target})" if c.target else "") for e, c in collapse
+                        if e == eps and c.norm == curve.norm})
         out.append(
-            f"Accuracy falls below half its clean value from {_norm(curve.norm)} eps {eps:g} on ({_e(curve.attack)}). "
-            f"To harden the model, try adversarial training (e.g. PGD examples at about eps {eps:g} mixed into "
-            "training), then evaluate again with the same seed and compare."
+            f"From {_norm(curve.norm)} eps {eps:g} on, accuracy is below half its clean value "
+            f"(under {_e(' and '.join(names))}). To harden the model, try adversarial training (e.g. PGD examples "
+            f"at about eps {eps:g} mixed into training), then evaluate again with the same seed and compare."
         )
     elif budgets:
         out.append("No budget tested halves the accuracy. Before trusting that, test larger budgets and a "
@@ -313,8 +316,9 @@ def _classes(page: Page) -> str:
         ax.bar(x + 0.2, robust[classes], width=0.4, label="adversarial", color="tab:red")
         ax.set_xticks(x, [page.class_name(int(c)) for c in classes], rotation=45 if len(classes) > 10 else 0,
                       fontsize="small")
-        ax.set(ylabel="accuracy", ylim=(0, 1.05))
-        ax.legend()
+        # Headroom above 1 so the legend never covers a bar.
+        ax.set(ylabel="accuracy", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6))
+        ax.legend(loc="upper center", ncol=2)
         fig.tight_layout()
         parts.append(_figure("per-class", "Accuracy per class", _png(fig),
                              "The classes an attacker moves most easily are where robustness work pays first."))
@@ -373,8 +377,8 @@ def _poisoning(page: Page) -> str:
             ax.bar(x + 0.2, list(worst.per_class_accuracy), width=0.4, label=f"poisoned ({worst.poison_count})",
                    color="tab:red")
             ax.set_xticks(x, [page.class_name(int(c)) for c in x], fontsize="small")
-            ax.set(ylabel="clean accuracy", ylim=(0, 1.05))
-            ax.legend()
+            ax.set(ylabel="clean accuracy", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6))
+            ax.legend(loc="upper center", ncol=2)
             fig.tight_layout()
             parts.append(_figure("poisoned-classes", "Clean accuracy per class, baseline and poisoned", _png(fig),
                                  "A backdoor that costs nothing here is one that clean testing cannot find."))
@@ -441,7 +445,7 @@ def _spec_text(spec) -> str:
     from google.protobuf import json_format
 
     fields = json_format.MessageToDict(spec, preserving_proto_field_name=True)
-    return ", ".join(f"{k}={v}" for k, v in fields.items())
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in fields.items())
 
 
 def _scoring_versions() -> dict[str, str]:
@@ -534,7 +538,7 @@ table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #dde1e8; text-align: left; vertical-align: top; }
 td { font-variant-numeric: tabular-nums; }
 tr.strongest td { background: #fff1e6; }
-footer td { word-break: break-all; }
+footer td { overflow-wrap: anywhere; }
 .examples { display: grid; grid-template-columns: repeat(auto-fill, minmax(20rem, 1fr)); gap: 1rem; }
 .example { border: 1px solid #dde1e8; border-radius: 0.5rem; padding: 0.5rem; }
 .example.broke { border-color: #e7a3a6; }
