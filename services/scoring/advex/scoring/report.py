@@ -117,19 +117,24 @@ def model_result(m: PoisonedModelMetrics) -> report_pb2.PoisonedModelResult:
     return report_pb2.PoisonedModelResult(**{name: getattr(m, name) for name in _MODEL_FIELDS})
 
 
-def evasion_figures(metrics: EvasionMetrics) -> scoring_service_pb2.EvasionFigures:
-    """Every attack's AttackFigures, in header order."""
+def evasion_figures(metrics: EvasionMetrics, report: report_pb2.EvasionReport) -> scoring_service_pb2.EvasionFigures:
+    """Every attack's confidence histograms, in header order; the per-class
+    counts, confusion and examples of the strongest attack only (the one
+    the page shows in detail, html_report.strongest_attack), so the message
+    stays small however many attacks and classes there are."""
+    from advex.scoring.html_report import strongest_attack
+
+    detailed = strongest_attack(report_pb2.Report(evasion=report))
     out = scoring_service_pb2.EvasionFigures()
-    for attack in metrics.attacks:
+    for index, attack in enumerate(metrics.attacks):
         f = attack.figures
-        item = out.attacks.add(
-            confidence_clean=f.confidence_clean,
-            confidence_adversarial=f.confidence_adversarial,
-            class_samples=f.class_samples,
-            class_clean_correct=f.class_clean_correct,
-            class_adversarial_correct=f.class_adversarial_correct,
-            confusion=[] if f.confusion is None else f.confusion.ravel().tolist(),
-        )
+        item = out.attacks.add(confidence_clean=f.confidence_clean, confidence_adversarial=f.confidence_adversarial)
+        if index != detailed:
+            continue
+        item.class_samples.extend(f.class_samples)
+        item.class_clean_correct.extend(f.class_clean_correct)
+        item.class_adversarial_correct.extend(f.class_adversarial_correct)
+        item.confusion.extend([] if f.confusion is None else f.confusion.ravel().tolist())
         if f.examples is not None:
             item.examples.CopyFrom(records_pb2.EvasionExamples(
                 samples=f.examples.samples.tolist(),

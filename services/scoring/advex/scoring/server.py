@@ -70,9 +70,8 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
             batches,
             time.monotonic() - started,
         )
-        return scoring_service_pb2.ScoreEvasionResponse(
-            report=evasion_report(metrics), figures=evasion_figures(metrics)
-        )
+        report = evasion_report(metrics)
+        return scoring_service_pb2.ScoreEvasionResponse(report=report, figures=evasion_figures(metrics, report))
 
     def RenderReport(self, request: scoring_service_pb2.RenderReportRequest, context):
         started = time.monotonic()
