@@ -55,10 +55,10 @@ def test_report_level_numbers():
 
 def test_attack_selectors_match_the_spec():
     assert outcomes(EVASION, "adversarial_accuracy@pgd:eps=0.1=0.5") == [
-        ("pgd inf eps=0.1 steps=40", 0.5, True), ("pgd inf eps=0.1 steps=40 target=random", 0.4, False)]
+        ("pgd Linf eps=0.1 steps=40", 0.5, True), ("pgd Linf eps=0.1 steps=40 target=random", 0.4, False)]
     assert [s for s, _, _ in outcomes(EVASION, "adversarial_accuracy@pgd:eps=0.1,target=random=0")] == [
-        "pgd inf eps=0.1 steps=40 target=random"]
-    assert [s for s, _, _ in outcomes(EVASION, "adversarial_accuracy@pgd:norm=l2=0")] == ["pgd 2 eps=1 steps=40"]
+        "pgd Linf eps=0.1 steps=40 target=random"]
+    assert [s for s, _, _ in outcomes(EVASION, "adversarial_accuracy@pgd:norm=l2=0")] == ["pgd L2 eps=1 steps=40"]
     # Without a selector: every attack, so the weakest result decides.
     assert [p for _, _, p in outcomes(EVASION, "adversarial_accuracy=0.3")] == [True, True, False, True, True]
 
@@ -103,7 +103,7 @@ def test_a_threshold_that_matches_nothing_is_an_error_not_a_pass(report, text, p
 def test_the_error_lists_what_the_report_has():
     with pytest.raises(CliError) as info:
         check(EVASION, [parse_threshold("adversarial_accuracy@apgd=0.5")])
-    assert "it has attacks fgsm inf eps=0.1; pgd 2 eps=1 steps=40;" in str(info.value)
+    assert "it has attacks fgsm Linf eps=0.1; pgd L2 eps=1 steps=40;" in str(info.value)
     assert "worst-case budgets 2:0.1, inf:0.1" in str(info.value)
     with pytest.raises(CliError, match=r"it has the baseline and models poisoned with 5, 20 images"):
         check(POISONING, [parse_threshold("attack_success_rate@count=7<=0.2")])

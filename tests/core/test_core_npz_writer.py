@@ -45,3 +45,10 @@ def test_missing_or_extra_rows_fail_and_leave_no_file(tmp_path):
         with NpzWriter(path) as npz:
             npz.rows("x", np.float32, (3, 2)).write(np.zeros((1, 3)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scalar_member_stays_a_scalar(tmp_path):
+    with NpzWriter(tmp_path / "s.npz") as npz:
+        npz.add("samples", np.array(80, dtype=np.int64))
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as data:
+        assert data["samples"].shape == () and int(data["samples"]) == 80

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from mesh_requests import run_cli
 from report_schema import ReportValidator
 
@@ -79,7 +81,7 @@ def test_fail_under_gates_a_ci_pipeline_with_exit_codes(mesh, uploaded_digits):
     assert code == 3, err
     assert "adv_acc" in out and "pgd" in out
     assert "FAILED: robustness_score of the report is" in err and "must be >= 0.99" in err
-    assert "ok: adversarial_accuracy of fgsm inf eps=0.1" in err and "1 of 2 threshold checks FAILED" in err
+    assert "ok: adversarial_accuracy of fgsm Linf eps=0.1" in err and "1 of 2 threshold checks FAILED" in err
 
     code, out, _ = run_cli(*gateway, "list", "--json")
     name = json.loads(out)[0]["name"]
@@ -97,3 +99,45 @@ def test_fail_under_gates_a_ci_pipeline_with_exit_codes(mesh, uploaded_digits):
     assert code == 2 and "unknown metric 'robustness'" in err and out == ""
     code, out, _ = run_cli(*gateway, "list", "--json")
     assert json.loads(out)[0]["name"] == name  # the bad threshold queued nothing
+
+
+def test_compare_two_models_on_the_same_samples_with_a_paired_test(mesh, uploaded_digits, digits_logits_model_file,
+                                                                   tmp_path):
+    model, dataset = uploaded_digits
+    gateway = ("--gateway", mesh.gateway_address)
+    code, out, err = run_cli(*gateway, "upload", "model", str(digits_logits_model_file), "--json")
+    assert code == 0, err
+    other = json.loads(out)["name"]
+    names = []
+    for model_name in (model.name, other):
+        code, out, err = run_cli(*gateway, "evaluate", "--model", model_name, "--dataset", dataset.name,
+                                 "--attack", "fgsm", "--attack", "pgd:steps=10", "--eps", "0.05", "--eps", "0.2",
+                                 "--max-samples", "80", "--seed", "0", "--wait", "--json")
+        assert code == 0, out + err
+        report = json.loads(out)
+        assert report["evasion"]["outcomes"]["name"].startswith("artifacts/")
+        names.append(report["name"])
+
+    page = tmp_path / "compare.html"
+    code, out, err = run_cli(*gateway, "compare", *names, "--json", "--html", str(page))
+    assert code == 0, err
+    rows = {r["what"]: r for r in json.loads(out)["rows"]}
+    assert list(rows)[:3] == ["clean", "worst case Linf eps=0.05", "worst case Linf eps=0.2"]
+    assert {"fgsm Linf eps=0.05", "pgd Linf eps=0.2 steps=10"} <= set(rows), sorted(rows)
+    for row in rows.values():
+        assert row["samples"] == 80 and 0 <= row["mcnemar_p"] <= 1
+        low, high = row["a"]["interval_95"]
+        assert low <= row["a"]["accuracy"] <= high
+        assert row["difference"] == row["b"]["accuracy"] - row["a"]["accuracy"]
+        assert row["verdict"] in ("A more robust", "B more robust", "no significant difference")
+    # The paired counts add up to the accuracies' difference.
+    clean = rows["clean"]
+    assert (clean["only_b_right"] - clean["only_a_right"]) / 80 == pytest.approx(clean["difference"])
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+    code, out, err = run_cli(*gateway, "compare", names[0], names[0])
+    assert code == 0 and "no significant difference" in out and "B - A" in out
+    code, out, err = run_cli(*gateway, "evaluate", "--model", other, "--dataset", dataset.name, "--attack",
+                             "fgsm:eps=0.05", "--max-samples", "80", "--wait", "--json")
+    code, out, err = run_cli(*gateway, "compare", names[0], json.loads(out)["name"])
+    assert code == 2 and "ran different attacks" in err and "only in A: fgsm Linf eps=0.2" in err

@@ -31,7 +31,7 @@ class Report(_message.Message):
     def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., model: _Optional[_Union[ArtifactRef, _Mapping]] = ..., dataset: _Optional[_Union[ArtifactRef, _Mapping]] = ..., clip_min: _Optional[float] = ..., clip_max: _Optional[float] = ..., evasion: _Optional[_Union[EvasionReport, _Mapping]] = ..., poisoning: _Optional[_Union[PoisoningReport, _Mapping]] = ..., html_page: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class EvasionReport(_message.Message):
-    __slots__ = ("samples", "clean_accuracy", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean", "warnings", "seed")
+    __slots__ = ("samples", "clean_accuracy", "attacks", "worst_case", "robustness_score", "curves", "mean_confidence_clean", "mean_true_class_probability_clean", "warnings", "seed", "outcomes")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     CLEAN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ATTACKS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class EvasionReport(_message.Message):
     MEAN_TRUE_CLASS_PROBABILITY_CLEAN_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     samples: int
     clean_accuracy: float
     attacks: _containers.RepeatedCompositeFieldContainer[AttackResult]
@@ -52,7 +53,8 @@ class EvasionReport(_message.Message):
     mean_true_class_probability_clean: float
     warnings: _containers.RepeatedCompositeFieldContainer[EvaluationWarning]
     seed: int
-    def __init__(self, samples: _Optional[int] = ..., clean_accuracy: _Optional[float] = ..., attacks: _Optional[_Iterable[_Union[AttackResult, _Mapping]]] = ..., worst_case: _Optional[_Iterable[_Union[WorstCase, _Mapping]]] = ..., robustness_score: _Optional[float] = ..., curves: _Optional[_Iterable[_Union[RobustnessCurve, _Mapping]]] = ..., mean_confidence_clean: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., warnings: _Optional[_Iterable[_Union[EvaluationWarning, _Mapping]]] = ..., seed: _Optional[int] = ...) -> None: ...
+    outcomes: ArtifactRef
+    def __init__(self, samples: _Optional[int] = ..., clean_accuracy: _Optional[float] = ..., attacks: _Optional[_Iterable[_Union[AttackResult, _Mapping]]] = ..., worst_case: _Optional[_Iterable[_Union[WorstCase, _Mapping]]] = ..., robustness_score: _Optional[float] = ..., curves: _Optional[_Iterable[_Union[RobustnessCurve, _Mapping]]] = ..., mean_confidence_clean: _Optional[float] = ..., mean_true_class_probability_clean: _Optional[float] = ..., warnings: _Optional[_Iterable[_Union[EvaluationWarning, _Mapping]]] = ..., seed: _Optional[int] = ..., outcomes: _Optional[_Union[ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class EvaluationWarning(_message.Message):
     __slots__ = ("check", "message")

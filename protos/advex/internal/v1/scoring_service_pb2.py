@@ -27,7 +27,7 @@ from advex.v1 import evasion_pb2 as advex_dot_v1_dot_evasion__pb2
 from advex.v1 import report_pb2 as advex_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'advex/internal/v1/scoring_service.proto\x12\x11\x61\x64vex.internal.v1\x1a\x1f\x61\x64vex/internal/v1/records.proto\x1a\x16\x61\x64vex/v1/evasion.proto\x1a\x15\x61\x64vex/v1/report.proto\"\x85\x01\n\x12ScoreEvasionHeader\x12%\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32\x14.advex.v1.AttackSpec\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\x12\x10\n\x08\x63lip_min\x18\x04 \x01(\x01\x12\x10\n\x08\x63lip_max\x18\x05 \x01(\x01\"Y\n\rScoredRecords\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\x05\x12\x32\n\x07records\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionRecords\"\\\n\x0eScoredExamples\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\x05\x12\x34\n\x08\x65xamples\x18\x02 \x01(\x0b\x32\".advex.internal.v1.EvasionExamples\"\xc2\x01\n\x13ScoreEvasionRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.advex.internal.v1.ScoreEvasionHeaderH\x00\x12\x33\n\x07records\x18\x02 \x01(\x0b\x32 .advex.internal.v1.ScoredRecordsH\x00\x12\x35\n\x08\x65xamples\x18\x03 \x01(\x0b\x32!.advex.internal.v1.ScoredExamplesH\x00\x42\x06\n\x04item\"s\n\x14ScoreEvasionResponse\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.advex.v1.EvasionReport\x12\x32\n\x07\x66igures\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionFigures\"\xe9\x01\n\rAttackFigures\x12\x18\n\x10\x63onfidence_clean\x18\x01 \x03(\x03\x12\x1e\n\x16\x63onfidence_adversarial\x18\x02 \x03(\x03\x12\x15\n\rclass_samples\x18\x03 \x03(\x03\x12\x1b\n\x13\x63lass_clean_correct\x18\x04 \x03(\x03\x12!\n\x19\x63lass_adversarial_correct\x18\x05 \x03(\x03\x12\x11\n\tconfusion\x18\x06 \x03(\x03\x12\x34\n\x08\x65xamples\x18\x07 \x01(\x0b\x32\".advex.internal.v1.EvasionExamples\"C\n\x0e\x45vasionFigures\x12\x31\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32 .advex.internal.v1.AttackFigures\"\x81\x02\n\x13RenderReportRequest\x12 \n\x06report\x18\x01 \x01(\x0b\x32\x10.advex.v1.Report\x12:\n\x0f\x65vasion_figures\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionFigures\x12\x13\n\x0b\x63lass_names\x18\x03 \x03(\t\x12\x46\n\x08versions\x18\x04 \x03(\x0b\x32\x34.advex.internal.v1.RenderReportRequest.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x14RenderReportResponse\x12\x0c\n\x04html\x18\x01 \x01(\x0c\"\x9b\x01\n\x14ScorePoisoningHeader\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x16\n\x0esource_classes\x18\x03 \x03(\x03\x12\x14\n\x0ctarget_class\x18\x04 \x01(\x03\x12\x15\n\rpoison_counts\x18\x05 \x03(\x03\x12\x18\n\x10poison_fractions\x18\x06 \x03(\x01\"c\n\x16ScoredPoisoningRecords\x12\x13\n\x0bmodel_index\x18\x01 \x01(\x05\x12\x34\n\x07records\x18\x02 \x01(\x0b\x32#.advex.internal.v1.PoisoningRecords\"\x98\x01\n\x15ScorePoisoningRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.advex.internal.v1.ScorePoisoningHeaderH\x00\x12<\n\x07records\x18\x02 \x01(\x0b\x32).advex.internal.v1.ScoredPoisoningRecordsH\x00\x42\x06\n\x04item\"C\n\x16ScorePoisoningResponse\x12)\n\x06report\x18\x01 \x01(\x0b\x32\x19.advex.v1.PoisoningReport2\xbf\x02\n\x0eScoringService\x12\x61\n\x0cScoreEvasion\x12&.advex.internal.v1.ScoreEvasionRequest\x1a\'.advex.internal.v1.ScoreEvasionResponse(\x01\x12g\n\x0eScorePoisoning\x12(.advex.internal.v1.ScorePoisoningRequest\x1a).advex.internal.v1.ScorePoisoningResponse(\x01\x12\x61\n\x0cRenderReport\x12&.advex.internal.v1.RenderReportRequest\x1a\'.advex.internal.v1.RenderReportResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'advex/internal/v1/scoring_service.proto\x12\x11\x61\x64vex.internal.v1\x1a\x1f\x61\x64vex/internal/v1/records.proto\x1a\x16\x61\x64vex/v1/evasion.proto\x1a\x15\x61\x64vex/v1/report.proto\"\x85\x01\n\x12ScoreEvasionHeader\x12%\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32\x14.advex.v1.AttackSpec\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\x12\x10\n\x08\x63lip_min\x18\x04 \x01(\x01\x12\x10\n\x08\x63lip_max\x18\x05 \x01(\x01\"Y\n\rScoredRecords\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\x05\x12\x32\n\x07records\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionRecords\"\\\n\x0eScoredExamples\x12\x14\n\x0c\x61ttack_index\x18\x01 \x01(\x05\x12\x34\n\x08\x65xamples\x18\x02 \x01(\x0b\x32\".advex.internal.v1.EvasionExamples\"\xc2\x01\n\x13ScoreEvasionRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.advex.internal.v1.ScoreEvasionHeaderH\x00\x12\x33\n\x07records\x18\x02 \x01(\x0b\x32 .advex.internal.v1.ScoredRecordsH\x00\x12\x35\n\x08\x65xamples\x18\x03 \x01(\x0b\x32!.advex.internal.v1.ScoredExamplesH\x00\x42\x06\n\x04item\"\xa9\x01\n\x14ScoreEvasionResponse\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.advex.v1.EvasionReport\x12\x32\n\x07\x66igures\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionFigures\x12\x34\n\x08outcomes\x18\x03 \x01(\x0b\x32\".advex.internal.v1.EvasionOutcomes\"V\n\x0f\x45vasionOutcomes\x12\x0f\n\x07samples\x18\x01 \x01(\x03\x12\x15\n\rclean_correct\x18\x02 \x01(\x0c\x12\x1b\n\x13\x61\x64versarial_correct\x18\x03 \x03(\x0c\"\xe9\x01\n\rAttackFigures\x12\x18\n\x10\x63onfidence_clean\x18\x01 \x03(\x03\x12\x1e\n\x16\x63onfidence_adversarial\x18\x02 \x03(\x03\x12\x15\n\rclass_samples\x18\x03 \x03(\x03\x12\x1b\n\x13\x63lass_clean_correct\x18\x04 \x03(\x03\x12!\n\x19\x63lass_adversarial_correct\x18\x05 \x03(\x03\x12\x11\n\tconfusion\x18\x06 \x03(\x03\x12\x34\n\x08\x65xamples\x18\x07 \x01(\x0b\x32\".advex.internal.v1.EvasionExamples\"C\n\x0e\x45vasionFigures\x12\x31\n\x07\x61ttacks\x18\x01 \x03(\x0b\x32 .advex.internal.v1.AttackFigures\"\x81\x02\n\x13RenderReportRequest\x12 \n\x06report\x18\x01 \x01(\x0b\x32\x10.advex.v1.Report\x12:\n\x0f\x65vasion_figures\x18\x02 \x01(\x0b\x32!.advex.internal.v1.EvasionFigures\x12\x13\n\x0b\x63lass_names\x18\x03 \x03(\t\x12\x46\n\x08versions\x18\x04 \x03(\x0b\x32\x34.advex.internal.v1.RenderReportRequest.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"$\n\x14RenderReportResponse\x12\x0c\n\x04html\x18\x01 \x01(\x0c\"\x9b\x01\n\x14ScorePoisoningHeader\x12\x13\n\x0bnum_classes\x18\x01 \x01(\x05\x12\x0f\n\x07samples\x18\x02 \x01(\x03\x12\x16\n\x0esource_classes\x18\x03 \x03(\x03\x12\x14\n\x0ctarget_class\x18\x04 \x01(\x03\x12\x15\n\rpoison_counts\x18\x05 \x03(\x03\x12\x18\n\x10poison_fractions\x18\x06 \x03(\x01\"c\n\x16ScoredPoisoningRecords\x12\x13\n\x0bmodel_index\x18\x01 \x01(\x05\x12\x34\n\x07records\x18\x02 \x01(\x0b\x32#.advex.internal.v1.PoisoningRecords\"\x98\x01\n\x15ScorePoisoningRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.advex.internal.v1.ScorePoisoningHeaderH\x00\x12<\n\x07records\x18\x02 \x01(\x0b\x32).advex.internal.v1.ScoredPoisoningRecordsH\x00\x42\x06\n\x04item\"C\n\x16ScorePoisoningResponse\x12)\n\x06report\x18\x01 \x01(\x0b\x32\x19.advex.v1.PoisoningReport2\xbf\x02\n\x0eScoringService\x12\x61\n\x0cScoreEvasion\x12&.advex.internal.v1.ScoreEvasionRequest\x1a\'.advex.internal.v1.ScoreEvasionResponse(\x01\x12g\n\x0eScorePoisoning\x12(.advex.internal.v1.ScorePoisoningRequest\x1a).advex.internal.v1.ScorePoisoningResponse(\x01\x12\x61\n\x0cRenderReport\x12&.advex.internal.v1.RenderReportRequest\x1a\'.advex.internal.v1.RenderReportResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,26 +44,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREDEXAMPLES']._serialized_end=461
   _globals['_SCOREEVASIONREQUEST']._serialized_start=464
   _globals['_SCOREEVASIONREQUEST']._serialized_end=658
-  _globals['_SCOREEVASIONRESPONSE']._serialized_start=660
-  _globals['_SCOREEVASIONRESPONSE']._serialized_end=775
-  _globals['_ATTACKFIGURES']._serialized_start=778
-  _globals['_ATTACKFIGURES']._serialized_end=1011
-  _globals['_EVASIONFIGURES']._serialized_start=1013
-  _globals['_EVASIONFIGURES']._serialized_end=1080
-  _globals['_RENDERREPORTREQUEST']._serialized_start=1083
-  _globals['_RENDERREPORTREQUEST']._serialized_end=1340
-  _globals['_RENDERREPORTREQUEST_VERSIONSENTRY']._serialized_start=1293
-  _globals['_RENDERREPORTREQUEST_VERSIONSENTRY']._serialized_end=1340
-  _globals['_RENDERREPORTRESPONSE']._serialized_start=1342
-  _globals['_RENDERREPORTRESPONSE']._serialized_end=1378
-  _globals['_SCOREPOISONINGHEADER']._serialized_start=1381
-  _globals['_SCOREPOISONINGHEADER']._serialized_end=1536
-  _globals['_SCOREDPOISONINGRECORDS']._serialized_start=1538
-  _globals['_SCOREDPOISONINGRECORDS']._serialized_end=1637
-  _globals['_SCOREPOISONINGREQUEST']._serialized_start=1640
-  _globals['_SCOREPOISONINGREQUEST']._serialized_end=1792
-  _globals['_SCOREPOISONINGRESPONSE']._serialized_start=1794
-  _globals['_SCOREPOISONINGRESPONSE']._serialized_end=1861
-  _globals['_SCORINGSERVICE']._serialized_start=1864
-  _globals['_SCORINGSERVICE']._serialized_end=2183
+  _globals['_SCOREEVASIONRESPONSE']._serialized_start=661
+  _globals['_SCOREEVASIONRESPONSE']._serialized_end=830
+  _globals['_EVASIONOUTCOMES']._serialized_start=832
+  _globals['_EVASIONOUTCOMES']._serialized_end=918
+  _globals['_ATTACKFIGURES']._serialized_start=921
+  _globals['_ATTACKFIGURES']._serialized_end=1154
+  _globals['_EVASIONFIGURES']._serialized_start=1156
+  _globals['_EVASIONFIGURES']._serialized_end=1223
+  _globals['_RENDERREPORTREQUEST']._serialized_start=1226
+  _globals['_RENDERREPORTREQUEST']._serialized_end=1483
+  _globals['_RENDERREPORTREQUEST_VERSIONSENTRY']._serialized_start=1436
+  _globals['_RENDERREPORTREQUEST_VERSIONSENTRY']._serialized_end=1483
+  _globals['_RENDERREPORTRESPONSE']._serialized_start=1485
+  _globals['_RENDERREPORTRESPONSE']._serialized_end=1521
+  _globals['_SCOREPOISONINGHEADER']._serialized_start=1524
+  _globals['_SCOREPOISONINGHEADER']._serialized_end=1679
+  _globals['_SCOREDPOISONINGRECORDS']._serialized_start=1681
+  _globals['_SCOREDPOISONINGRECORDS']._serialized_end=1780
+  _globals['_SCOREPOISONINGREQUEST']._serialized_start=1783
+  _globals['_SCOREPOISONINGREQUEST']._serialized_end=1935
+  _globals['_SCOREPOISONINGRESPONSE']._serialized_start=1937
+  _globals['_SCOREPOISONINGRESPONSE']._serialized_end=2004
+  _globals['_SCORINGSERVICE']._serialized_start=2007
+  _globals['_SCORINGSERVICE']._serialized_end=2326
 # @@protoc_insertion_point(module_scope)

@@ -50,12 +50,24 @@ class ScoreEvasionRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[ScoreEvasionHeader, _Mapping]] = ..., records: _Optional[_Union[ScoredRecords, _Mapping]] = ..., examples: _Optional[_Union[ScoredExamples, _Mapping]] = ...) -> None: ...
 
 class ScoreEvasionResponse(_message.Message):
-    __slots__ = ("report", "figures")
+    __slots__ = ("report", "figures", "outcomes")
     REPORT_FIELD_NUMBER: _ClassVar[int]
     FIGURES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     report: _report_pb2.EvasionReport
     figures: EvasionFigures
-    def __init__(self, report: _Optional[_Union[_report_pb2.EvasionReport, _Mapping]] = ..., figures: _Optional[_Union[EvasionFigures, _Mapping]] = ...) -> None: ...
+    outcomes: EvasionOutcomes
+    def __init__(self, report: _Optional[_Union[_report_pb2.EvasionReport, _Mapping]] = ..., figures: _Optional[_Union[EvasionFigures, _Mapping]] = ..., outcomes: _Optional[_Union[EvasionOutcomes, _Mapping]] = ...) -> None: ...
+
+class EvasionOutcomes(_message.Message):
+    __slots__ = ("samples", "clean_correct", "adversarial_correct")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    ADVERSARIAL_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    clean_correct: bytes
+    adversarial_correct: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, samples: _Optional[int] = ..., clean_correct: _Optional[bytes] = ..., adversarial_correct: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class AttackFigures(_message.Message):
     __slots__ = ("confidence_clean", "confidence_adversarial", "class_samples", "class_clean_correct", "class_adversarial_correct", "confusion", "examples")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from google.protobuf.descriptor import FieldDescriptor
 
 from advex.cli.client import CliError, attack_fields
+from advex.cli.render import attack_label
 from advex.v1 import report_pb2
 
 FLAG = "--fail-under"
@@ -134,7 +135,7 @@ def _measure(report, t: Threshold) -> list[Outcome]:
         if t.metric == WORST_CASE:
             return [Outcome(t, f"{w.norm} eps={w.eps:g}", w.accuracy) for w in _worst_cases(evasion, t)]
         if t.metric in ATTACK_METRICS:
-            return [Outcome(t, _attack_subject(r), getattr(r, t.metric)) for r in _attacks(evasion, t)]
+            return [Outcome(t, attack_label(r), getattr(r, t.metric)) for r in _attacks(evasion, t)]
     if kind == "poisoning" and t.metric in POISONED_METRICS:
         return [Outcome(t, subject, getattr(model, t.metric)) for subject, model in _poisoned(report.poisoning, t)]
     return []
@@ -145,7 +146,7 @@ def _contents(report) -> str:
     if report.WhichOneof("result") == "poisoning":
         counts = ", ".join(str(m.poison_count) for m in report.poisoning.poisoned)
         return f"the baseline and models poisoned with {counts or 'no'} images (@count=N, @baseline)"
-    attacks = sorted({_attack_subject(r) for r in report.evasion.attacks})
+    attacks = sorted({attack_label(r) for r in report.evasion.attacks})
     budgets = sorted({f"{w.norm}:{w.eps:g}" for w in report.evasion.worst_case})
     shown = "; ".join(attacks[:12]) + ("; ..." if len(attacks) > 12 else "")
     return f"attacks {shown or 'none'}, and worst-case budgets {', '.join(budgets) or 'none'}"
@@ -172,15 +173,6 @@ def _attacks(evasion, t: Threshold):
         return True
 
     return [r for r in evasion.attacks if r.attack == name and matches(r)]
-
-
-def _attack_subject(result) -> str:
-    parts = [result.attack, result.norm, "unbounded" if result.unbounded else f"eps={result.eps:g}"]
-    if result.steps:
-        parts.append(f"steps={result.steps}")
-    if result.target:
-        parts.append(f"target={result.target}")
-    return " ".join(parts)
 
 
 def _worst_cases(evasion, t: Threshold):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 
-from advex.cli import gate, render
+from advex.cli import compare, gate, render
 from advex.cli.client import (
     KINDS,
     TERMINAL,
@@ -295,6 +295,44 @@ def _write_page(gateway: Gateway, report, path: Path, as_json: bool) -> int:
     return 0
 
 
+def cmd_compare(gateway: Gateway, args) -> int:
+    import tempfile
+
+    import numpy as np
+
+    reports = [
+        gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=name)).report
+        for name in (args.a, args.b)
+    ]
+    compare.check_comparable(*reports)
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="advex-compare-") as scratch:
+        for label, report in zip("AB", reports, strict=True):
+            if not report.evasion.HasField("outcomes"):
+                raise CliError(
+                    f"{label} ({report.name}) kept no per-sample outcomes: it was made before outcomes were kept, or "
+                    "it is larger than 16,777,216 sample-attacks; evaluate it again (with --max-samples if it is huge)"
+                )
+            url = gateway.artifacts.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=report.evasion.outcomes.name))
+            path = Path(scratch) / f"{label}.npz"
+            try:
+                fetch.fetch_to(fetch.Location(url.url, url.sha256, url.size_bytes), path, what=f"{label}'s outcomes",
+                               max_bytes=64 << 20)
+            except AdvexError as exc:
+                raise CliError(str(exc)) from None
+            with np.load(path, allow_pickle=False) as npz:
+                outcomes.append(compare.unpack(npz))
+    found = compare.rows(*reports, *outcomes)
+    if args.html:
+        Path(args.html).write_text(compare.page(*reports, found), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    if args.json:
+        render.print_json({"a": reports[0].name, "b": reports[1].name, "rows": [r.to_dict() for r in found]})
+    else:
+        print(compare.table(*reports, found))
+    return 0
+
+
 def cmd_cancel(gateway: Gateway, args) -> int:
     evaluation = gateway.evaluations.CancelEvaluation(
         evaluation_pb2.CancelEvaluationRequest(name=args.evaluation)
@@ -497,6 +535,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"METRIC[@SELECTOR]=VALUE, or <=VALUE for numbers that must stay low (repeatable); {gate.EXAMPLES}",
     )
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser(
+        "compare", parents=[common],
+        help="is model B more robust than A? two evasion evaluations of the same samples and attacks, budget by "
+        "budget, with 95% intervals and McNemar's paired test",
+    )
+    p.add_argument("a", help="evaluations/<id> of model A")
+    p.add_argument("b", help="evaluations/<id> of model B")
+    p.add_argument("--html", metavar="FILE", help="also write the comparison as a self-contained HTML page")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", parents=[common], help="print (or --out write) the report of a finished evaluation")
     p.add_argument("evaluation", help="evaluations/<id>")

@@ -21,6 +21,18 @@ def print_json(value) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
+def attack_label(result) -> str:
+    """An AttackResult as people read it: 'pgd Linf eps=0.1 steps=40
+    target=random' (steps only for iterative attacks)."""
+    parts = [result.attack, "Linf" if result.norm == "inf" else f"L{result.norm}",
+             "unbounded" if result.unbounded else f"eps={result.eps:g}"]
+    if result.steps > 1:
+        parts.append(f"steps={result.steps}")
+    if result.target:
+        parts.append(f"target={result.target}")
+    return " ".join(parts)
+
+
 def state_name(state: int) -> str:
     return evaluation_pb2.EvaluationState.Name(state).removeprefix("EVALUATION_STATE_")
 

@@ -43,8 +43,12 @@ class NpzWriter:
 
     def add(self, name: str, array: np.ndarray) -> None:
         """A whole array as member `name.npy`."""
+        array = np.asarray(array)
+        if not array.flags.c_contiguous:
+            # (not for a scalar: ascontiguousarray makes it 1-d)
+            array = np.ascontiguousarray(array)
         with self._member(name) as member:
-            npy_format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+            npy_format.write_array(member, array, allow_pickle=False)
 
     def rows(self, name: str, dtype, shape: tuple[int, ...]) -> "_Rows":
         """A member of the given full shape whose rows (axis 0) are written

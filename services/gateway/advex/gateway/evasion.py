@@ -13,8 +13,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from advex.core.attack_specs import check_for_model, resolve
 from advex.core.errors import InvalidArgument
+from advex.core.npz_writer import NpzWriter
 from advex.gateway.adversarial_sets import AdversarialSet
 from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, Work, artifact_ref, describe_inputs, evaluation_seed
 from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
@@ -108,12 +111,29 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
             work.stage("scoring")
             scored = scores.result()
             metrics = scored.report
+            if scored.HasField("outcomes"):
+                work.stage("storing the per-sample outcomes")
+                metrics.outcomes.CopyFrom(_store_outcomes(work, scored.outcomes, Path(scratch) / "outcomes.npz"))
     work.page.evasion_figures = scored.figures
     work.page.class_names = list(dataset_artifact.dataset.class_names)
     for result, ref in zip(metrics.attacks, kept):
         result.adversarial_dataset.CopyFrom(ref)
     metrics.seed = seed
     return report_pb2.Report(model=artifact_ref(model_artifact), dataset=artifact_ref(dataset_artifact), evasion=metrics)
+
+
+def _store_outcomes(work: Work, outcomes, path: Path) -> report_pb2.ArtifactRef:
+    """Scoring's per-sample outcomes as an OUTCOMES artifact (an npz of
+    packed bits, which `advex compare` reads for its paired test)."""
+    width = (outcomes.samples + 7) // 8
+    with NpzWriter(path) as npz:
+        npz.add("samples", np.array(outcomes.samples, dtype=np.int64))
+        npz.add("clean_correct", np.frombuffer(outcomes.clean_correct, dtype=np.uint8))
+        npz.add("adversarial_correct", np.frombuffer(b"".join(outcomes.adversarial_correct), dtype=np.uint8).reshape(
+            len(outcomes.adversarial_correct), width))
+    artifact = work.store_file(path, artifact_pb2.ARTIFACT_KIND_OUTCOMES, f"per-sample outcomes, evaluations/{work.row.id}")
+    path.unlink()
+    return artifact_ref(artifact)
 
 
 def _run_attack(work: Work, spec, seed, index, attack_spec, attack_resolved, model, dataset, scores, kept_set) -> None:

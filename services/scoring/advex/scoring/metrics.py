@@ -150,6 +150,9 @@ MAX_CONFUSION_CLASSES = 64
 # over all attacks of one evaluation; past it, later attacks' are dropped.
 MAX_EXAMPLES_PER_ATTACK = 8
 MAX_EXAMPLE_BYTES = 32 * 2**20
+# Per-sample outcomes (`outcomes()`) are given for at most this many
+# sample-attacks: 2 MiB of packed bits.
+MAX_OUTCOME_BITS = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -330,6 +333,9 @@ class EvasionAccumulator:
         # Labels as first delivered by any attack.
         self._labels = checks.label_store(self.samples, self.num_classes)
         self._example_bytes = 0
+        # Per sample: was the clean prediction right (as the last attack to
+        # deliver it saw; all agree unless the model is nondeterministic).
+        self._clean_right = np.zeros(self.samples, dtype=bool)
 
     def add(self, attack_index: int, batch: RecordBatch) -> None:
         """Adds one batch; validates it completely before changing any state."""
@@ -356,6 +362,7 @@ class EvasionAccumulator:
             success = attacked & (adv_pred == targets)
 
         self._labels[lo:hi] = labels
+        self._clean_right[lo:hi] = clean_right
         state.outcome[lo:hi] = np.where(adv_right, _RIGHT, _WRONG)
         state.received += n
         state.clean_correct += int(clean_right.sum())
@@ -409,6 +416,13 @@ class EvasionAccumulator:
                 for f in ("labels", "clean_predictions", "adversarial_predictions")
             )
         )
+
+    def outcomes(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(clean right (samples,), adversarially right (attacks, samples)),
+        bools, after finish(); None above MAX_OUTCOME_BITS."""
+        if self.samples * (len(self._attacks) + 1) > MAX_OUTCOME_BITS:
+            return None
+        return self._clean_right.copy(), np.stack([s.outcome == _RIGHT for s in self._attacks])
 
     def _state(self, attack_index: int) -> _AttackState:
         if not 0 <= attack_index < len(self._attacks):

@@ -71,7 +71,15 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
             time.monotonic() - started,
         )
         report = evasion_report(metrics)
-        return scoring_service_pb2.ScoreEvasionResponse(report=report, figures=evasion_figures(metrics, report))
+        response = scoring_service_pb2.ScoreEvasionResponse(report=report, figures=evasion_figures(metrics, report))
+        outcomes = accumulator.outcomes()
+        if outcomes is not None:
+            clean, adversarial = outcomes
+            response.outcomes.CopyFrom(scoring_service_pb2.EvasionOutcomes(
+                samples=metrics.samples, clean_correct=np.packbits(clean).tobytes(),
+                adversarial_correct=[np.packbits(row).tobytes() for row in adversarial],
+            ))
+        return response
 
     def RenderReport(self, request: scoring_service_pb2.RenderReportRequest, context):
         started = time.monotonic()

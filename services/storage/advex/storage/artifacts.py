@@ -33,6 +33,7 @@ from advex.storage.verify import (
     verify_dataset,
     verify_model,
     verify_pattern,
+    verify_outcomes,
     verify_report,
 )
 
@@ -43,17 +44,20 @@ MODEL = "model"
 DATASET = "dataset"
 PATTERN = "pattern"
 REPORT = "report"
+OUTCOMES = "outcomes"
 _VERIFIERS: dict[str, Callable[[Path, ZipLimits], Summary | None]] = {
     MODEL: verify_model,
     DATASET: verify_dataset,
     PATTERN: verify_pattern,
     REPORT: verify_report,
+    OUTCOMES: verify_outcomes,
 }
 _HOW_TO_SAVE = {
     MODEL: "upload a Keras 3 .keras file saved with model.save('model.keras')",
     DATASET: "upload an .npz saved with numpy.savez('data.npz', x=images, y=labels)",
     PATTERN: "upload an .npz saved with numpy.savez('trigger.npz', pattern=pattern, mask=mask)",
     REPORT: "report pages are made by AdvEx for an evaluation",
+    OUTCOMES: "outcomes files are made by AdvEx for an evaluation",
 }
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_DISPLAY_NAME = 200
@@ -122,6 +126,7 @@ class ArtifactStore:
             DATASET: ZipLimits.for_datasets(max_dataset_bytes),
             PATTERN: ZipLimits.for_patterns(),
             REPORT: None,
+            OUTCOMES: None,
         }
         self.upload_url_ttl_s = upload_url_ttl_s
         self.download_url_ttl_s = download_url_ttl_s

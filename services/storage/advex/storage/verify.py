@@ -594,3 +594,34 @@ def verify_report(path: Path, limits: ZipLimits | None = None) -> None:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise VerificationError("a report page must be UTF-8 text") from None
+
+
+# -------------------------------------------------------------- outcomes
+
+# An evaluation's per-sample results are at most 2 MiB of bits; with the
+# npz's own bytes, far below this.
+MAX_OUTCOMES_BYTES = 64 * 2**20
+
+
+def verify_outcomes(path: Path, limits: ZipLimits | None = None) -> None:
+    """Checks that `path` is an outcomes npz as the gateway writes it:
+    `samples` (int64 scalar), `clean_correct` (uint8, ceil(samples / 8))
+    and `adversarial_correct` (uint8, (attacks, ceil(samples / 8))). Read
+    with numpy without pickles; small by construction."""
+    if path.stat().st_size > MAX_OUTCOMES_BYTES:
+        raise VerificationError(f"an outcomes file is at most {MAX_OUTCOMES_BYTES} bytes")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            members = {name: data[name] for name in data.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is simply not valid
+        raise VerificationError(f"an outcomes file must be an .npz numpy can read without pickles ({exc})") from None
+    if sorted(members) != ["adversarial_correct", "clean_correct", "samples"]:
+        raise VerificationError("an outcomes file holds exactly samples, clean_correct and adversarial_correct")
+    samples, clean, adversarial = members["samples"], members["clean_correct"], members["adversarial_correct"]
+    if samples.shape != () or samples.dtype != np.int64 or int(samples) < 1:
+        raise VerificationError("outcomes: samples must be one int64 >= 1")
+    width = (int(samples) + 7) // 8
+    if clean.dtype != np.uint8 or clean.shape != (width,):
+        raise VerificationError(f"outcomes: clean_correct must be uint8 of shape ({width},)")
+    if adversarial.dtype != np.uint8 or adversarial.ndim != 2 or adversarial.shape[1] != width:
+        raise VerificationError(f"outcomes: adversarial_correct must be uint8 of shape (attacks, {width})")

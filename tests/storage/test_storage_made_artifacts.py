@@ -1,0 +1,45 @@
+"""What storage accepts of the artifacts AdvEx makes itself: report pages
+(UTF-8 HTML) and per-sample outcomes (an npz of packed bits). Made and
+stored for real: tests/mesh/test_mesh_report_page.py, test_mesh_cli.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advex.storage.verify import VerificationError, verify_outcomes, verify_report
+
+
+def _outcomes(path, samples=10, clean=None, adversarial=None, **extra):
+    np.savez(path, samples=np.array(samples, dtype=np.int64),
+             clean_correct=np.zeros(2, np.uint8) if clean is None else clean,
+             adversarial_correct=np.zeros((3, 2), np.uint8) if adversarial is None else adversarial, **extra)
+    return path
+
+
+def test_outcomes_as_the_gateway_writes_them_pass(tmp_path):
+    assert verify_outcomes(_outcomes(tmp_path / "o.npz")) is None
+
+
+@pytest.mark.parametrize("change, phrase", [
+    (dict(samples=0), "samples must be one int64 >= 1"),
+    (dict(clean=np.zeros(3, np.uint8)), r"clean_correct must be uint8 of shape \(2,\)"),
+    (dict(adversarial=np.zeros((3, 2), np.int64)), r"adversarial_correct must be uint8 of shape \(attacks, 2\)"),
+    (dict(labels=np.zeros(10)), "holds exactly samples, clean_correct and adversarial_correct"),
+    (dict(adversarial=np.array([{"a": 1}], dtype=object)), "without pickles"),
+])
+def test_anything_else_is_refused(tmp_path, change, phrase):
+    with pytest.raises(VerificationError, match=phrase):
+        verify_outcomes(_outcomes(tmp_path / "o.npz", **change))
+
+
+def test_a_report_page_is_utf8_html(tmp_path):
+    page = tmp_path / "p.html"
+    page.write_text("<!DOCTYPE html><html><body>é</body></html>", encoding="utf-8")
+    assert verify_report(page) is None
+    page.write_bytes(b"<!DOCTYPE html>\xff\xfe")
+    with pytest.raises(VerificationError, match="UTF-8"):
+        verify_report(page)
+    page.write_bytes(b"PK\x03\x04 not a page")
+    with pytest.raises(VerificationError, match="starting with <!DOCTYPE html>"):
+        verify_report(page)
