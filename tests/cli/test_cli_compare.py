@@ -75,6 +75,7 @@ def test_a_big_enough_difference_is_called():
     (_report("b", samples=9), "compare two evaluations of the same samples"),
     (_report("b", specs=((0.1, "fgsm"), (0.2, "pgd"))), "only in A: pgd Linf eps=0.1; only in B: pgd Linf eps=0.2"),
     (report_pb2.Report(name="p", poisoning=report_pb2.PoisoningReport()), "is not an evasion evaluation"),
+    (report_pb2.Report(name="b", clip_max=255.0, evasion=report_pb2.EvasionReport()), "clipped its attacks to 0..0, B to 0..255"),
 ])
 def test_evaluations_that_do_not_compare_are_refused_with_the_difference(b, phrase):
     with pytest.raises(CliError, match=phrase):

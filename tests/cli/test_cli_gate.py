@@ -93,6 +93,7 @@ def test_malformed_thresholds_say_how_to_write_them(text, phrase):
     (POISONING, "attack_success_rate@count=7<=0.2", "nothing in this poisoning report matches it"),
     (POISONING, "attack_success_rate@seven<=0.2", "a poisoning selector is count=N or baseline"),
     (EVASION, "worst_case@inf=0.5", "the worst_case selector is EPS or NORM:EPS"),
+    (EVASION, "worst_case@l1:0.1=0.5", "unknown norm 'l1'"),
     (EVASION, "adversarial_accuracy@pgd:stepz=4=0.5", "'stepz=4' is not key=value with key one of"),
 ])
 def test_a_threshold_that_matches_nothing_is_an_error_not_a_pass(report, text, phrase):

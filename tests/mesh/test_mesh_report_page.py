@@ -111,3 +111,13 @@ def test_the_report_page_shows_its_verdict_and_curve_loads_every_image_and_fetch
         assert [u for u in _requests(driver) if not u.startswith(("data:", "file:"))] == []
     finally:
         driver.quit()
+
+
+@pytest.mark.parametrize("kind", [artifact_pb2.ARTIFACT_KIND_REPORT, artifact_pb2.ARTIFACT_KIND_OUTCOMES])
+def test_callers_cannot_upload_what_advex_makes(gateway, kind):
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as info:
+        gateway.artifacts.CreateUpload(artifact_pb2.CreateUploadRequest(kind=kind, size_bytes=10, sha256="0" * 64))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "made by AdvEx for an evaluation, not uploaded" in info.value.details()

@@ -33,6 +33,14 @@ def test_anything_else_is_refused(tmp_path, change, phrase):
         verify_outcomes(_outcomes(tmp_path / "o.npz", **change))
 
 
+def test_compressed_outcomes_are_refused_before_anything_inflates(tmp_path):
+    path = tmp_path / "o.npz"
+    np.savez_compressed(path, samples=np.array(10, dtype=np.int64), clean_correct=np.zeros(2, np.uint8),
+                        adversarial_correct=np.zeros((3, 2), np.uint8))
+    with pytest.raises(VerificationError, match="stored, not compressed"):
+        verify_outcomes(path)
+
+
 def test_a_report_page_is_utf8_html(tmp_path):
     page = tmp_path / "p.html"
     page.write_text("<!DOCTYPE html><html><body>é</body></html>", encoding="utf-8")

@@ -307,11 +307,11 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
                     yield attack_service_pb2.RunEvasionResponse(adversarial_images=chunk)
         picked = picker.examples()
         if picked is not None:
-            rows, clean, adversarial = picked
+            picked_rows, clean, adversarial = picked
             # As many as fit the message bound (a small bound may leave none).
             fit = (max_bytes - 4096) // max(1, clean[0].nbytes + adversarial[0].nbytes)
             if fit > 0:
-                samples, labels, clean_pred, adv_pred = zip(*rows[:fit], strict=True)
+                samples, labels, clean_pred, adv_pred = zip(*picked_rows[:fit], strict=True)
                 yield attack_service_pb2.RunEvasionResponse(examples=records_pb2.EvasionExamples(
                     samples=samples, clean=tensors.to_proto(clean[:fit]),
                     adversarial=tensors.to_proto(adversarial[:fit]), labels=labels,

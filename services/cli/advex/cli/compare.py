@@ -42,6 +42,8 @@ def wilson_interval(right: int, n: int, z: float = Z_95) -> tuple[float, float]:
     """The Wilson score interval of a proportion right / n."""
     if n <= 0:
         return 0.0, 1.0
+    if right >= n:  # exactly, not 1 - 1e-16
+        return (n / (n + z * z), 1.0)
     p = right / n
     denominator = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denominator
@@ -61,7 +63,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
         top = max(logs)
         tail = math.exp(top) * sum(math.exp(v - top) for v in logs)
         return min(1.0, 2 * tail)
-    chi2 = (abs(only_a - only_b) - 1) ** 2 / n
+    chi2 = max(0, abs(only_a - only_b) - 1) ** 2 / n
     return math.erfc(math.sqrt(chi2 / 2))
 
 
@@ -107,6 +109,11 @@ def check_comparable(a, b) -> None:
     for name, report in (("A", a), ("B", b)):
         if report.WhichOneof("result") != "evasion":
             raise CliError(f"{name} ({report.name}) is not an evasion evaluation; compare evasion evaluations")
+    if (a.clip_min, a.clip_max) != (b.clip_min, b.clip_max):
+        raise CliError(
+            f"A clipped its attacks to {a.clip_min:g}..{a.clip_max:g}, B to {b.clip_min:g}..{b.clip_max:g}; "
+            "compare evaluations made with the same --clip-min/--clip-max"
+        )
     if a.dataset.sha256 != b.dataset.sha256 or a.evasion.samples != b.evasion.samples:
         raise CliError(
             f"A evaluated {a.evasion.samples} samples of dataset {a.dataset.sha256[:12]}, B {b.evasion.samples} of "
@@ -159,7 +166,8 @@ def table(a, b, found: list[Row]) -> str:
     lines = [f"A  {a.name}  model {a.model.display_name or a.model.name} ({a.model.sha256[:12]})",
              f"B  {b.name}  model {b.model.display_name or b.model.name} ({b.model.sha256[:12]})",
              f"on {a.evasion.samples} samples of {a.dataset.display_name or a.dataset.name}; intervals are 95% "
-             "(Wilson); p is McNemar's paired test", ""]
+             "(Wilson); p is McNemar's paired test, each row on its own at 0.05 (with many rows a few calls can be "
+             "chance: the worst-case rows are the ones to read)", ""]
     header = ("", "A accuracy [95%]", "B accuracy [95%]", "B - A", "p", "verdict")
     cells = [header] + [
         (r.what, _with_interval(r.right_a, r.n), _with_interval(r.right_b, r.n),
@@ -200,7 +208,8 @@ on the same {a.evasion.samples} samples of {e(a.dataset.display_name or a.datase
 <div class="scroll"><table><thead><tr><th></th><th>A accuracy [95%]</th><th>B accuracy [95%]</th><th>B - A</th>
 <th>p</th><th>verdict</th></tr></thead><tbody>{body}</tbody></table></div>
 <p>Intervals are 95% Wilson score intervals. p is McNemar's test on the samples where exactly one model is right;
-a difference is called when p &lt; {ALPHA}. A worst-case sample counts as right only when it survives every attack at
+a difference is called when p &lt; {ALPHA}, each row on its own (with many rows a few calls can be chance: the
+worst-case rows are the ones to read). A worst-case sample counts as right only when it survives every attack at
 that budget.</p>
 </body></html>
 """

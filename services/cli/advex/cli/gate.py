@@ -189,6 +189,8 @@ def _worst_cases(evasion, t: Threshold):
         raise CliError(f"{FLAG} {t.text}: the worst_case selector is EPS or NORM:EPS, e.g. worst_case@0.1 or "
                        "worst_case@inf:0.1") from None
     norm = NORMS.get(norm_text.strip().lower()) if norm_text else None
+    if norm_text and norm is None:
+        raise CliError(f"{FLAG} {t.text}: unknown norm '{norm_text}'; the worst_case selector's norm is inf or 2")
     return [w for w in evasion.worst_case
             if math.isclose(w.eps, eps, rel_tol=1e-9, abs_tol=1e-12) and (norm is None or w.norm == norm)]
 

@@ -311,7 +311,7 @@ def cmd_compare(gateway: Gateway, args) -> int:
             if not report.evasion.HasField("outcomes"):
                 raise CliError(
                     f"{label} ({report.name}) kept no per-sample outcomes: it was made before outcomes were kept, or "
-                    "it is larger than 16,777,216 sample-attacks; evaluate it again (with --max-samples if it is huge)"
+                    "samples x (attacks + 1) is above 16,777,216; evaluate it again (with --max-samples if it is huge)"
                 )
             url = gateway.artifacts.GetDownloadUrl(artifact_pb2.GetDownloadUrlRequest(name=report.evasion.outcomes.name))
             path = Path(scratch) / f"{label}.npz"

@@ -117,10 +117,20 @@ def fetch_to(location: Location, path: str | os.PathLike, *, what: str, max_byte
     sha = _check(location, what, max_bytes)
     target = Path(path)
     _fetch_verified(location, sha, target, what)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(target, 0o666 & ~umask)
+    os.chmod(target, 0o666 & ~_umask())
     return target
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask can only
+    read by writing, which races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def _fetch_verified(location: Location, sha: str, target: Path, what: str) -> None:

@@ -10,6 +10,7 @@ one dataset artifact per attack (adversarial_sets.py).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -19,9 +20,18 @@ from advex.core.attack_specs import check_for_model, resolve
 from advex.core.errors import InvalidArgument
 from advex.core.npz_writer import NpzWriter
 from advex.gateway.adversarial_sets import AdversarialSet
-from advex.gateway.work import COMPATIBILITY_TIMEOUT_S, Work, artifact_ref, describe_inputs, evaluation_seed
+from advex.gateway.work import (
+    COMPATIBILITY_TIMEOUT_S,
+    Stopped,
+    Work,
+    artifact_ref,
+    describe_inputs,
+    evaluation_seed,
+)
 from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, evasion_pb2, report_pb2
+
+log = logging.getLogger(__name__)
 
 MAX_ATTACKS = 256
 
@@ -113,7 +123,9 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
             metrics = scored.report
             if scored.HasField("outcomes"):
                 work.stage("storing the per-sample outcomes")
-                metrics.outcomes.CopyFrom(_store_outcomes(work, scored.outcomes, Path(scratch) / "outcomes.npz"))
+                stored = _store_outcomes(work, scored.outcomes, Path(scratch) / "outcomes.npz")
+                if stored is not None:
+                    metrics.outcomes.CopyFrom(stored)
     work.page.evasion_figures = scored.figures
     work.page.class_names = list(dataset_artifact.dataset.class_names)
     for result, ref in zip(metrics.attacks, kept):
@@ -122,18 +134,29 @@ def execute(work: Work, spec: evasion_pb2.EvasionSpec) -> report_pb2.Report:
     return report_pb2.Report(model=artifact_ref(model_artifact), dataset=artifact_ref(dataset_artifact), evasion=metrics)
 
 
-def _store_outcomes(work: Work, outcomes, path: Path) -> report_pb2.ArtifactRef:
+def _store_outcomes(work: Work, outcomes, path: Path) -> report_pb2.ArtifactRef | None:
     """Scoring's per-sample outcomes as an OUTCOMES artifact (an npz of
-    packed bits, which `advex compare` reads for its paired test)."""
+    packed bits, which `advex compare` reads for its paired test); None,
+    logged, when that fails: the evaluation's numbers stand without them."""
     width = (outcomes.samples + 7) // 8
-    with NpzWriter(path) as npz:
-        npz.add("samples", np.array(outcomes.samples, dtype=np.int64))
-        npz.add("clean_correct", np.frombuffer(outcomes.clean_correct, dtype=np.uint8))
-        npz.add("adversarial_correct", np.frombuffer(b"".join(outcomes.adversarial_correct), dtype=np.uint8).reshape(
-            len(outcomes.adversarial_correct), width))
-    artifact = work.store_file(path, artifact_pb2.ARTIFACT_KIND_OUTCOMES, f"per-sample outcomes, evaluations/{work.row.id}")
-    path.unlink()
-    return artifact_ref(artifact)
+    try:
+        with NpzWriter(path) as npz:
+            npz.add("samples", np.array(outcomes.samples, dtype=np.int64))
+            npz.add("clean_correct", np.frombuffer(outcomes.clean_correct, dtype=np.uint8))
+            npz.add("adversarial_correct", np.frombuffer(b"".join(outcomes.adversarial_correct), dtype=np.uint8)
+                    .reshape(len(outcomes.adversarial_correct), width))
+        artifact = work.store_file(
+            path, artifact_pb2.ARTIFACT_KIND_OUTCOMES, f"per-sample outcomes, evaluations/{work.row.id}"
+        )
+        return artifact_ref(artifact)
+    except Stopped:
+        raise
+    except Exception:  # noqa: BLE001 - `compare` needs them, the report does not
+        work.check_stopped()
+        log.exception("no per-sample outcomes for evaluations/%s", work.row.id)
+        return None
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _run_attack(work: Work, spec, seed, index, attack_spec, attack_resolved, model, dataset, scores, kept_set) -> None:

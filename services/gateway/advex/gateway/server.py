@@ -7,6 +7,7 @@ import logging
 
 from google.protobuf import timestamp_pb2
 
+from advex.core.errors import InvalidArgument
 from advex.core.serving import Registration, RunningServer, run_service, start_server
 from advex.gateway import jobs
 from advex.gateway.config import GatewayConfig
@@ -14,7 +15,7 @@ from advex.gateway.evaluations import COLLECTION, Evaluations
 from advex.gateway.kinds import KINDS
 from advex.gateway.runner import EvaluationRunner, WorkerPool
 from advex.gateway.work import Downstream
-from advex.v1 import artifact_pb2_grpc, evaluation_pb2, evaluation_pb2_grpc
+from advex.v1 import artifact_pb2, artifact_pb2_grpc, evaluation_pb2, evaluation_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ def _caller_timeout(context) -> float | None:
     return remaining if remaining is not None and remaining < 1e9 else None
 
 
+# Artifact kinds the gateway makes itself (through storage directly), never
+# taken from callers.
+MADE_BY_ADVEX = (artifact_pb2.ARTIFACT_KIND_REPORT, artifact_pb2.ARTIFACT_KIND_OUTCOMES)
+
+
 class ArtifactForwarder(artifact_pb2_grpc.ArtifactServiceServicer):
     """Artifacts belong to storage; the gateway is where callers reach them
     (and, later, where tenants are checked)."""
@@ -61,6 +67,13 @@ class ArtifactForwarder(artifact_pb2_grpc.ArtifactServiceServicer):
         self.storage = storage
 
     def CreateUpload(self, request, context):
+        if request.kind in MADE_BY_ADVEX:
+            # Pages and outcomes are what evaluations make; one uploaded by a
+            # caller would pass for AdvEx's own (a page could carry script).
+            raise InvalidArgument(
+                f"{artifact_pb2.ArtifactKind.Name(request.kind)} artifacts are made by AdvEx for an evaluation, "
+                "not uploaded; upload a MODEL, DATASET or PATTERN"
+            )
         return self.storage.CreateUpload(request, timeout=_caller_timeout(context))
 
     def CompleteUpload(self, request, context):

@@ -12,8 +12,8 @@ new section is one function appended there. Every text from the report
 (names, class names, messages) is escaped.
 
 The rating (A to F) reads the robustness score in RATING_BANDS; for a
-poisoning report the score is 1 minus the backdoor's success rate at the
-smallest poisoning (see `poisoning_score`). The README documents both.
+poisoning report the score is 1 minus the backdoor's highest success rate
+among small poisonings (see `poisoning_score`). The README documents both.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from advex.v1 import report_pb2
 
 # (lowest score, rating, what it means), best first.
 RATING_BANDS = (
-    (0.8, "A", "robust at every budget tested"),
+    (0.8, "A", "keeps nearly all its accuracy under the attacks tested"),
     (0.6, "B", "keeps most of its accuracy under attack"),
     (0.4, "C", "loses about half its accuracy under attack"),
     (0.2, "D", "loses most of its accuracy under attack"),
@@ -63,11 +63,13 @@ class Page:
             return f"{self.class_names[index]}"
         return str(index)
 
+    def plot_label(self, index: int) -> str:
+        """A class name for a plot: matplotlib reads $...$ as mathematics
+        (and fails on bad mathematics), so dollars are escaped."""
+        return self.class_name(index).replace("$", r"\$")
+
 
 def render(report: report_pb2.Report, figures=None, class_names=(), versions=None) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
     page = Page(report, figures, list(class_names), dict(versions or {}))
     page.strongest = strongest_attack(report)
     body = "\n".join(part for section in SECTIONS if (part := section(page)))
@@ -94,9 +96,9 @@ def strongest_attack(report: report_pb2.Report) -> int | None:
 
 
 def poisoning_score(poisoning) -> tuple[float, object | None]:
-    """1 - the attack success rate of the smallest poisoning tested at most
-    SMALL_POISONING of the training set (else of the smallest count), and
-    that model's result."""
+    """1 - the highest attack success rate among the poisonings of at most
+    SMALL_POISONING of the training set (none such: the smallest count's),
+    and that model's result."""
     models = sorted(poisoning.poisoned, key=lambda m: m.poison_count)
     if not models:
         return 1.0, None
@@ -114,6 +116,11 @@ def _verdict(page: Page) -> str:
     if kind == "evasion":
         score = report.evasion.robustness_score
         sentences = _evasion_sentences(page)
+        if not report.evasion.worst_case:
+            # Only unbounded attacks: no budget, no score, no rating.
+            return ('<section class="verdict" id="verdict"><div class="grade" aria-label="no rating">–</div><div>'
+                    "<h2>No robustness score: every attack ran without a budget</h2>"
+                    + "".join(f"<p>{s}</p>" for s in sentences) + "</div></section>")
     elif kind == "poisoning":
         score, _ = poisoning_score(report.poisoning)
         sentences = _poisoning_sentences(page)
@@ -196,10 +203,9 @@ def _curve(page: Page) -> str:
     curves = [c for c in evasion.curves if c.points]
     if not curves:
         return ""
-    import matplotlib.pyplot as plt
-
     norms = sorted({c.norm for c in curves})
-    fig, axes = plt.subplots(1, len(norms), figsize=(7.2 if len(norms) == 1 else 9.6, 4.0), squeeze=False)
+    fig = _figure_of((7.2 if len(norms) == 1 else 9.6, 4.0))
+    axes = fig.subplots(1, len(norms), squeeze=False)
     for ax, norm in zip(axes[0], norms, strict=True):
         for c in (c for c in curves if c.norm == norm):
             label = c.attack + (f" target={c.target}" if c.target else "")
@@ -242,11 +248,10 @@ def _confidence(page: Page) -> str:
     attack = _strongest_figures(page)
     if attack is None or not sum(attack.confidence_clean):
         return ""
-    import matplotlib.pyplot as plt
-
     bins = len(attack.confidence_clean)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    fig = _figure_of((7.2, 3.4))
+    ax = fig.subplots()
     for counts, label, color in ((attack.confidence_clean, "clean", "tab:blue"),
                                  (attack.confidence_adversarial, "adversarial", "tab:red")):
         ax.stairs(np.asarray(counts), edges, label=label, color=color, fill=True, alpha=0.45)
@@ -278,7 +283,8 @@ def _examples(page: Page) -> str:
             for image, lo, hi, alt, caption in (
                 (clean[i], low, high, "clean image", "clean"),
                 (adversarial[i], low, high, "adversarial image", "adversarial"),
-                (amplified, 0.0, 1.0, "perturbation, amplified", f"change ×{1 / scale if scale else 0:.0f}"),
+                (amplified, 0.0, 1.0, "perturbation, amplified",
+                 f"change ×{0.5 * (high - low) / scale if scale else 0:.0f}"),
             )
         )
         broke = ex.adversarial_predictions[i] != ex.labels[i] and ex.clean_predictions[i] == ex.labels[i]
@@ -300,8 +306,6 @@ def _classes(page: Page) -> str:
     attack = _strongest_figures(page)
     if attack is None or not attack.class_samples:
         return ""
-    import matplotlib.pyplot as plt
-
     samples = np.asarray(attack.class_samples, dtype=np.float64)
     present = samples > 0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -310,11 +314,12 @@ def _classes(page: Page) -> str:
     classes = np.flatnonzero(present)
     parts = []
     if len(classes) <= 64:
-        fig, ax = plt.subplots(figsize=(7.2, 3.4))
+        fig = _figure_of((7.2, 3.4))
+        ax = fig.subplots()
         x = np.arange(len(classes))
         ax.bar(x - 0.2, clean[classes], width=0.4, label="clean", color="tab:blue")
         ax.bar(x + 0.2, robust[classes], width=0.4, label="adversarial", color="tab:red")
-        ax.set_xticks(x, [page.class_name(int(c)) for c in classes], rotation=45 if len(classes) > 10 else 0,
+        ax.set_xticks(x, [page.plot_label(int(c)) for c in classes], rotation=45 if len(classes) > 10 else 0,
                       fontsize="small")
         # Headroom above 1 so the legend never covers a bar.
         ax.set(ylabel="accuracy", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6))
@@ -326,9 +331,10 @@ def _classes(page: Page) -> str:
         classes_all = len(attack.class_samples)
         matrix = np.asarray(attack.confusion, dtype=np.float64).reshape(classes_all, classes_all)
         rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        fig, ax = plt.subplots(figsize=(5.6, 5.0))
+        fig = _figure_of((5.6, 5.0))
+        ax = fig.subplots()
         shown = ax.imshow(rows, cmap="Reds", vmin=0, vmax=1)
-        names = [page.class_name(c) for c in range(classes_all)]
+        names = [page.plot_label(c) for c in range(classes_all)]
         ax.set_xticks(range(classes_all), names, rotation=90 if classes_all > 10 else 0, fontsize="small")
         ax.set_yticks(range(classes_all), names, fontsize="small")
         ax.set(xlabel="prediction under attack", ylabel="true class")
@@ -349,13 +355,12 @@ def _warnings(page: Page) -> str:
 def _poisoning(page: Page) -> str:
     if page.report.WhichOneof("result") != "poisoning":
         return ""
-    import matplotlib.pyplot as plt
-
     p = page.report.poisoning
     models = sorted(p.poisoned, key=lambda m: m.poison_count)
     parts = []
     if models:
-        fig, ax = plt.subplots(figsize=(7.2, 3.8))
+        fig = _figure_of((7.2, 3.8))
+        ax = fig.subplots()
         counts = [m.poison_count for m in models]
         ax.plot(counts, [m.attack_success_rate for m in models], marker="o", color="tab:red",
                 label="attack success rate")
@@ -371,12 +376,13 @@ def _poisoning(page: Page) -> str:
                              "How many poisoned images the attacker needs, and what they cost in clean accuracy."))
         worst = max(models, key=lambda m: m.attack_success_rate)
         if worst.per_class_accuracy and p.baseline.per_class_accuracy:
-            fig, ax = plt.subplots(figsize=(7.2, 3.4))
+            fig = _figure_of((7.2, 3.4))
+            ax = fig.subplots()
             x = np.arange(len(worst.per_class_accuracy))
             ax.bar(x - 0.2, list(p.baseline.per_class_accuracy), width=0.4, label="baseline", color="tab:blue")
             ax.bar(x + 0.2, list(worst.per_class_accuracy), width=0.4, label=f"poisoned ({worst.poison_count})",
                    color="tab:red")
-            ax.set_xticks(x, [page.class_name(int(c)) for c in x], fontsize="small")
+            ax.set_xticks(x, [page.plot_label(int(c)) for c in x], fontsize="small")
             ax.set(ylabel="clean accuracy", ylim=(0, 1.3), yticks=np.linspace(0, 1, 6))
             ax.legend(loc="upper center", ncol=2)
             fig.tight_layout()
@@ -462,19 +468,25 @@ def _scoring_versions() -> dict[str, str]:
 
 
 def _norm(norm: str) -> str:
-    return "L∞" if norm == "inf" else f"L{norm}"
+    return "L∞" if norm == "inf" else _e(f"L{norm}")
 
 
 def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
+def _figure_of(size: tuple[float, float]):
+    """A matplotlib Figure of its own, not pyplot's: pyplot keeps a global
+    registry of figures that concurrent renders (scoring serves several
+    calls at once) must not share, and a Figure needs no closing."""
+    from matplotlib.figure import Figure
 
+    return Figure(figsize=size)
+
+
+def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI)
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -486,8 +498,7 @@ def _figure(anchor: str, title: str, uri: str, caption: str) -> str:
 def _image_uri(image: np.ndarray, low: float, high: float) -> str:
     """`image` (H, W, C) scaled from [low, high] to 8 bits, upscaled by
     repeating pixels to about EXAMPLE_PIXELS, as a PNG data: URI."""
-    import matplotlib.pyplot as plt
-
+    from matplotlib.image import imsave
     scaled = np.clip((np.asarray(image, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
     if scaled.ndim == 3 and scaled.shape[-1] == 1:
         scaled = scaled[..., 0]
@@ -495,9 +506,9 @@ def _image_uri(image: np.ndarray, low: float, high: float) -> str:
     upscaled = scaled.repeat(factor, axis=0).repeat(factor, axis=1)
     buffer = io.BytesIO()
     if upscaled.ndim == 2:
-        plt.imsave(buffer, upscaled, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+        imsave(buffer, upscaled, cmap="gray", vmin=0.0, vmax=1.0, format="png")
     else:
-        plt.imsave(buffer, upscaled[..., :3] if upscaled.shape[-1] >= 3 else upscaled[..., 0], format="png")
+        imsave(buffer, upscaled[..., :3] if upscaled.shape[-1] >= 3 else upscaled[..., 0], format="png")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

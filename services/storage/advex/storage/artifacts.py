@@ -136,7 +136,7 @@ class ArtifactStore:
         if kind not in _VERIFIERS:
             raise InvalidArgument(
                 "kind is required: MODEL for a Keras 3 .keras file, DATASET for an .npz of images and labels, "
-                "or PATTERN for an .npz backdoor trigger (pattern and mask) (REPORT: pages AdvEx makes)"
+                "or PATTERN for an .npz backdoor trigger (pattern and mask) (REPORT and OUTCOMES: what AdvEx makes)"
             )
         if len(display_name) > MAX_DISPLAY_NAME:
             raise InvalidArgument(

@@ -611,6 +611,14 @@ def verify_outcomes(path: Path, limits: ZipLimits | None = None) -> None:
     if path.stat().st_size > MAX_OUTCOMES_BYTES:
         raise VerificationError(f"an outcomes file is at most {MAX_OUTCOMES_BYTES} bytes")
     try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except (zipfile.BadZipFile, OSError):
+        raise VerificationError("an outcomes file must be an .npz (a zip of .npy members)") from None
+    if packed:
+        # Stored members are as large as the file says: nothing inflates.
+        raise VerificationError("an outcomes file's members are stored, not compressed (numpy.savez)")
+    try:
         with np.load(path, allow_pickle=False) as data:
             members = {name: data[name] for name in data.files}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is simply not valid
