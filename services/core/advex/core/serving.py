@@ -35,6 +35,8 @@ KEEPALIVE_SECONDS = 30
 # How long a drain waits for health watchers to be told NOT_SERVING before
 # it stops the server anyway (RunningServer.stop).
 HEALTH_NOTICE_SECONDS = 2.0
+# How long past its grace a drain waits for grpc's own stop (RunningServer.stop).
+STOP_SLACK_SECONDS = 5.0
 SERVER_OPTIONS = [
     # grpc sets SO_REUSEPORT by default: a second server on a taken port
     # would start and silently get half the connections. Fail to bind instead.
@@ -91,13 +93,20 @@ class RunningServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        # Watchers hear NOT_SERVING first. A watch whose client vanished can
-        # block that notice inside grpc (it waits for the send to complete);
-        # the server's stop below cancels such calls, so wait only briefly.
+        # Watchers hear NOT_SERVING first. grpc_health sends that notice
+        # while holding its lock, and a send to a watch whose client went
+        # away can wait forever: the call's cancellation, handled on grpc's
+        # event thread, needs the same lock (a deadlock grpc_health has in
+        # non-blocking mode). So the notice gets its own thread and a short
+        # wait, and the stop below a bounded one: a drain always ends.
         notice = threading.Thread(target=self.health.enter_graceful_shutdown, daemon=True, name="health-drain")
         notice.start()
         notice.join(timeout=HEALTH_NOTICE_SECONDS)
-        self.server.stop(grace).wait()
+        if not self.server.stop(grace).wait(timeout=(grace or 0.0) + STOP_SLACK_SECONDS):
+            log.warning(
+                "the server had not stopped %.0f s after its %.0f s grace (a health watcher whose client is gone "
+                "holds grpc's event thread); going on without it", STOP_SLACK_SECONDS, grace or 0.0,
+            )
         for close in reversed(self.on_stop):
             try:
                 close()
