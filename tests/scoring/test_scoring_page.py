@@ -163,3 +163,22 @@ def test_a_poisoning_page_rates_the_smallest_poisoning():
     assert "Poisoning resistance 0.40" in page and ">C</div>" in page
     assert 'id="dose"' in page and 'id="poisoned-classes"' in page and 'id="poisoning-numbers"' in page
     assert "Clean accuracy alone would not have warned you" in page
+
+
+def test_over_the_example_budget_the_weakest_attack_makes_room(monkeypatch):
+    from advex.scoring import metrics
+
+    def examples(k=2):
+        images = np.zeros((k, 4, 4, 1), np.float16)  # 64 bytes a pair
+        return Examples(np.arange(k), images, images, np.zeros(k, int), np.zeros(k, int), np.zeros(k, int))
+
+    monkeypatch.setattr(metrics, "MAX_EXAMPLE_BYTES", 2 * 64 + 10)  # room for one attack's two samples
+    accumulator = EvasionAccumulator(ex.SPECS, ex.SAMPLES, ex.CLASSES)
+    for attack in range(3):
+        accumulator.add(attack, ex.batch(attack, 0, ex.SAMPLES))
+    # Adversarially correct: attack 0 none, attacks 1 and 2 two each.
+    accumulator.add_examples(1, examples())
+    accumulator.add_examples(0, examples())  # stronger: attack 1's go
+    accumulator.add_examples(2, examples())  # weaker than what is kept: left out
+    kept = [a.figures.examples is not None for a in accumulator.finish().attacks]
+    assert kept == [True, False, False]

@@ -147,7 +147,7 @@ CONFIDENCE_BINS = 20
 # readable, and its memory grows with the square).
 MAX_CONFUSION_CLASSES = 64
 # Example images (the attack service sends at most 8 per attack): bytes kept
-# over all attacks of one evaluation; past it, later attacks' are dropped.
+# over all attacks of one evaluation; past it, the weakest attacks' go.
 MAX_EXAMPLES_PER_ATTACK = 8
 MAX_EXAMPLE_BYTES = 32 * 2**20
 # Per-sample outcomes (`outcomes()`) are given for at most this many
@@ -405,10 +405,18 @@ class EvasionAccumulator:
                     f"{state.name}: example {field_name} must be {k} classes in 0..{self.num_classes - 1}"
                 )
         size = clean.nbytes + adversarial.nbytes
-        if self._example_bytes + size > MAX_EXAMPLE_BYTES:
-            log.info("%s: its example images are left out of the page (the page holds %d bytes of them)",
-                     state.name, MAX_EXAMPLE_BYTES)
-            return
+        # Over the budget, the weakest attack's examples make room (the page
+        # shows the strongest's): examples come after an attack's records,
+        # so its adversarially-correct count is final.
+        while self._example_bytes + size > MAX_EXAMPLE_BYTES:
+            kept = [s for s in self._attacks if s.examples is not None]
+            weakest = max(kept, key=lambda s: s.adversarial_correct, default=None)
+            if weakest is None or weakest.adversarial_correct <= state.adversarial_correct:
+                log.info("%s: its example images are left out (the page keeps %d bytes of them, for stronger "
+                         "attacks)", state.name, MAX_EXAMPLE_BYTES)
+                return
+            self._example_bytes -= weakest.examples.clean.nbytes + weakest.examples.adversarial.nbytes
+            weakest.examples = None
         self._example_bytes += size
         state.examples = Examples(
             samples.astype(np.int64), clean, adversarial, *(
