@@ -48,3 +48,11 @@ def test_a_page_that_cannot_be_rendered_is_logged_and_left_out(caplog):
 def test_a_cancel_while_rendering_still_stops_the_run():
     with pytest.raises(Stopped):
         store_page(_work(outcome="cancel"), report_pb2.Report(name="evaluations/e1"))
+
+
+def test_versions_from_replicas_on_different_software_are_all_shown():
+    page = PageInputs()
+    page.add_versions({"keras_backend": "tensorflow", "keras": "3.15.1"})
+    page.add_versions({"keras_backend": "torch", "keras": "3.15.1"})
+    page.add_versions({"keras_backend": "tensorflow"})
+    assert page.versions == {"keras_backend": "tensorflow / torch", "keras": "3.15.1"}

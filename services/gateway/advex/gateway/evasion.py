@@ -183,7 +183,7 @@ def _run_attack(work: Work, spec, seed, index, attack_spec, attack_resolved, mod
                 kept_set.add_images(response.adversarial_images)
             continue
         if response.HasField("engine"):
-            work.page.versions.update(response.engine.versions)
+            work.page.add_versions(response.engine.versions)
             continue
         if response.HasField("examples"):
             scores.put(

@@ -35,6 +35,17 @@ class PageInputs:
     # The attack service's software (EngineInfo.versions).
     versions: dict[str, str] = field(default_factory=dict)
 
+    def add_versions(self, found) -> None:
+        """Merges one stream's EngineInfo.versions: attacks served by
+        replicas on different software show every value ("tensorflow /
+        torch"), not the last one's."""
+        for key, value in found.items():
+            known = self.versions.get(key)
+            if known is None:
+                self.versions[key] = value
+            elif value not in known.split(" / "):
+                self.versions[key] = f"{known} / {value}"
+
 
 def store_page(work, report: report_pb2.Report) -> report_pb2.ArtifactRef | None:
     """Renders and stores `report`'s page; None (logged) when that failed."""

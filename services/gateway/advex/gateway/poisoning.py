@@ -179,7 +179,7 @@ def _train(
         for response in requests.call:
             payload = response.WhichOneof("payload")
             if payload == "engine":
-                work.page.versions.update(response.engine.versions)
+                work.page.add_versions(response.engine.versions)
             elif payload == "progress":
                 progress = response.progress
                 work.run.done = progress_before + progress.steps_done
