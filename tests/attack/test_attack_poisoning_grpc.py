@@ -117,7 +117,17 @@ def test_run_poisoning_hands_over_its_products_trains_and_streams_test_predictio
     assert kinds[:2] == ["product", "stored"]
     first_model = kinds.index("product", 2)
     assert set(kinds[2:first_model]) == {"progress"} and kinds[first_model + 1] == "stored"
-    assert kinds[first_model + 2] == "summary" and set(kinds[first_model + 3:]) == {"records"}
+    assert kinds[first_model + 2] == "summary" and set(kinds[first_model + 3:-1]) == {"records"}
+    # Last, a few test images with the trigger, for the report's page.
+    assert kinds[-1] == "examples"
+    examples = responses[-1].examples
+    clean = tensors.from_proto(examples.clean).astype(np.float32)
+    stamped = tensors.from_proto(examples.adversarial).astype(np.float32)
+    assert 0 < len(examples.samples) <= 8 and clean.shape == stamped.shape == (len(examples.samples), 8, 8, 1)
+    # The 2x2 square is the only change the trigger makes.
+    assert (stamped[:, 6:8, 6:8, :] == 1.0).all()
+    np.testing.assert_array_equal(stamped[:, :6], clean[:, :6])
+    np.testing.assert_array_equal(examples.labels, digits_split.y_test[:60][list(examples.samples)])
     progress = [r.progress for r in responses if r.HasField("progress")]
     assert progress[-1].epoch_end and progress[-1].steps_done == progress[-1].steps_total == 5
     for product in (r.product for r in responses if r.HasField("product")):

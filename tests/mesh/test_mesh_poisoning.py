@@ -75,6 +75,11 @@ def test_dirty_label_backdoor_reaches_the_reference_and_stores_what_it_made(
     assert (data["y"][~flags] == digits_split.y_train[~flags]).all()
     assert np.array_equal(data["x"][~flags], digits_split.x_train[~flags])
 
+    # The report's page shows triggered test images through the 20-image model.
+    page = download(gateway, report.html_page.name, tmp_path / "page.html").read_text()
+    assert 'id="triggered"' in page and "through the model poisoned with 20 images" in page
+    assert 'id="dose"' in page and "Poisoning resistance" in page
+
     # The poisoned model is a model like any upload: evasion can evaluate it.
     from mesh_requests import evasion_request
     from advex.v1 import evasion_pb2

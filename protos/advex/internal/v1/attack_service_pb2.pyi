@@ -280,20 +280,22 @@ class TrainingSummary(_message.Message):
     def __init__(self, training_seconds: _Optional[float] = ..., final_loss: _Optional[float] = ..., final_accuracy: _Optional[float] = ...) -> None: ...
 
 class RunPoisoningResponse(_message.Message):
-    __slots__ = ("progress", "product", "stored", "summary", "records", "engine")
+    __slots__ = ("progress", "product", "stored", "summary", "records", "engine", "examples")
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_FIELD_NUMBER: _ClassVar[int]
     STORED_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     progress: TrainingProgress
     product: Product
     stored: ProductStored
     summary: TrainingSummary
     records: _records_pb2.PoisoningRecords
     engine: EngineInfo
-    def __init__(self, progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., stored: _Optional[_Union[ProductStored, _Mapping]] = ..., summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., records: _Optional[_Union[_records_pb2.PoisoningRecords, _Mapping]] = ..., engine: _Optional[_Union[EngineInfo, _Mapping]] = ...) -> None: ...
+    examples: _records_pb2.EvasionExamples
+    def __init__(self, progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., product: _Optional[_Union[Product, _Mapping]] = ..., stored: _Optional[_Union[ProductStored, _Mapping]] = ..., summary: _Optional[_Union[TrainingSummary, _Mapping]] = ..., records: _Optional[_Union[_records_pb2.PoisoningRecords, _Mapping]] = ..., engine: _Optional[_Union[EngineInfo, _Mapping]] = ..., examples: _Optional[_Union[_records_pb2.EvasionExamples, _Mapping]] = ...) -> None: ...
 
 class StreamPoisonedDataRequest(_message.Message):
     __slots__ = ("inputs", "poison_count", "max_message_bytes")

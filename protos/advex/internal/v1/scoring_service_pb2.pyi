@@ -94,7 +94,7 @@ class EvasionFigures(_message.Message):
     def __init__(self, attacks: _Optional[_Iterable[_Union[AttackFigures, _Mapping]]] = ...) -> None: ...
 
 class RenderReportRequest(_message.Message):
-    __slots__ = ("report", "evasion_figures", "class_names", "versions")
+    __slots__ = ("report", "evasion_figures", "class_names", "versions", "poisoning_examples", "poisoning_examples_count")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,11 +106,15 @@ class RenderReportRequest(_message.Message):
     EVASION_FIGURES_FIELD_NUMBER: _ClassVar[int]
     CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    POISONING_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    POISONING_EXAMPLES_COUNT_FIELD_NUMBER: _ClassVar[int]
     report: _report_pb2.Report
     evasion_figures: EvasionFigures
     class_names: _containers.RepeatedScalarFieldContainer[str]
     versions: _containers.ScalarMap[str, str]
-    def __init__(self, report: _Optional[_Union[_report_pb2.Report, _Mapping]] = ..., evasion_figures: _Optional[_Union[EvasionFigures, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    poisoning_examples: _records_pb2.EvasionExamples
+    poisoning_examples_count: int
+    def __init__(self, report: _Optional[_Union[_report_pb2.Report, _Mapping]] = ..., evasion_figures: _Optional[_Union[EvasionFigures, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., versions: _Optional[_Mapping[str, str]] = ..., poisoning_examples: _Optional[_Union[_records_pb2.EvasionExamples, _Mapping]] = ..., poisoning_examples_count: _Optional[int] = ...) -> None: ...
 
 class RenderReportResponse(_message.Message):
     __slots__ = ("html",)

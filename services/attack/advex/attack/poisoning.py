@@ -21,7 +21,7 @@ Plain numpy (and the evasion engine for clean-label perturbations); no gRPC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,21 +237,31 @@ class MeasuredBatch:
 
 
 def measure(
-    model: LoadedModel, test: Dataset, trigger: Trigger | None, batch_size: int, should_stop: Callable[[], bool]
+    model: LoadedModel, test: Dataset, trigger: Trigger | None, batch_size: int, should_stop: Callable[[], bool],
+    examples=None, sources: Sequence[int] = (), target: int = -1,
 ) -> Iterator[MeasuredBatch]:
     """`model` on the clean and the triggered test set, batch by batch
     (nothing holds the whole set's probabilities); ends early once
-    should_stop() is true."""
+    should_stop() is true. `examples` (an engine.ExamplePicker) is offered
+    each batch's clean and triggered images; it prefers test images of a
+    source class, right when clean, that the trigger sent to `target`."""
     for first in range(0, test.samples, batch_size):
         if should_stop():
             return
         x, y = test.batch(first, first + batch_size)
-        yield MeasuredBatch(
+        stamped = triggered(x, trigger)
+        batch = MeasuredBatch(
             first_sample=first,
             labels=y.astype(np.int64, copy=False),
             clean_probs=probabilities(model, x, batch_size),
-            triggered_probs=probabilities(model, triggered(x, trigger), batch_size),
+            triggered_probs=probabilities(model, stamped, batch_size),
         )
+        if examples is not None:
+            clean_pred, triggered_pred = batch.clean_probs.argmax(1), batch.triggered_probs.argmax(1)
+            attacked = np.isin(batch.labels, np.asarray(sources, dtype=np.int64)) & (batch.labels != target)
+            hit = attacked & (clean_pred == batch.labels) & (triggered_pred == target)
+            examples.offer(first, x, stamped, batch.labels, clean_pred, triggered_pred, hit)
+        yield batch
 
 
 # A fixed timestamp makes the archive the same bytes for the same data

@@ -217,7 +217,11 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
             measured = models.load_model(path, self._limits)
         row_bytes = 8 + 2 * 4 * measured.summary.num_classes
         rows = tensors.rows_per_message(row_bytes, max_bytes)
-        for batch in poisoning.measure(measured, job.test, job.trigger, self._batch_size(measured), should_stop):
+        picker = engine.ExamplePicker(job.test.image_shape)
+        for batch in poisoning.measure(
+            measured, job.test, job.trigger, self._batch_size(measured), should_stop,
+            examples=picker, sources=job.plan.sources, target=job.plan.target,
+        ):
             for lo in range(0, batch.n, rows):
                 yield attack_service_pb2.RunPoisoningResponse(
                     records=records_pb2.PoisoningRecords(
@@ -227,6 +231,9 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
                         triggered_probabilities=tensors.to_proto(batch.triggered_probs[lo : lo + rows]),
                     )
                 )
+        examples = _examples_message(picker, max_bytes)
+        if examples is not None:
+            yield attack_service_pb2.RunPoisoningResponse(examples=examples)
 
     def StreamPoisonedData(self, request, context):
         max_bytes = _message_bound(request.max_message_bytes)
@@ -305,18 +312,9 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
             if batch.adversarial is not None:
                 for chunk in tensors.to_chunks(batch.adversarial, batch.first_sample, max_bytes):
                     yield attack_service_pb2.RunEvasionResponse(adversarial_images=chunk)
-        picked = picker.examples()
-        if picked is not None:
-            picked_rows, clean, adversarial = picked
-            # As many as fit the message bound (a small bound may leave none).
-            fit = (max_bytes - 4096) // max(1, clean[0].nbytes + adversarial[0].nbytes)
-            if fit > 0:
-                samples, labels, clean_pred, adv_pred = zip(*picked_rows[:fit], strict=True)
-                yield attack_service_pb2.RunEvasionResponse(examples=records_pb2.EvasionExamples(
-                    samples=samples, clean=tensors.to_proto(clean[:fit]),
-                    adversarial=tensors.to_proto(adversarial[:fit]), labels=labels,
-                    clean_predictions=clean_pred, adversarial_predictions=adv_pred,
-                ))
+        examples = _examples_message(picker, max_bytes)
+        if examples is not None:
+            yield attack_service_pb2.RunEvasionResponse(examples=examples)
 
 
 @dataclass(frozen=True)
@@ -364,6 +362,23 @@ def _progress(event: "training.TrainingProgress") -> attack_service_pb2.Training
         loss=event.loss,
         accuracy=event.accuracy,
         epoch_end=event.epoch_end,
+    )
+
+
+def _examples_message(picker: engine.ExamplePicker, max_bytes: int) -> records_pb2.EvasionExamples | None:
+    """What the picker kept, as many as fit one message of max_bytes (a
+    small bound may leave none)."""
+    picked = picker.examples()
+    if picked is None:
+        return None
+    picked_rows, clean, adversarial = picked
+    fit = (max_bytes - 4096) // max(1, clean[0].nbytes + adversarial[0].nbytes)
+    if fit <= 0:
+        return None
+    samples, labels, clean_pred, adv_pred = zip(*picked_rows[:fit], strict=True)
+    return records_pb2.EvasionExamples(
+        samples=samples, clean=tensors.to_proto(clean[:fit]), adversarial=tensors.to_proto(adversarial[:fit]),
+        labels=labels, clean_predictions=clean_pred, adversarial_predictions=adv_pred,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from advex.internal.v1 import scoring_service_pb2
+from advex.internal.v1 import records_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, report_pb2
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ class PageInputs:
     """What an evaluation's run collects for its page besides the report."""
 
     evasion_figures: scoring_service_pb2.EvasionFigures | None = None
+    # (poison count, triggered test images through that model).
+    poisoning_examples: tuple[int, records_pb2.EvasionExamples] | None = None
     class_names: list[str] = field(default_factory=list)
     # The attack service's software (EngineInfo.versions).
     versions: dict[str, str] = field(default_factory=dict)
@@ -57,6 +59,9 @@ def store_page(work, report: report_pb2.Report) -> report_pb2.ArtifactRef | None
     )
     if inputs.evasion_figures is not None:
         request.evasion_figures.CopyFrom(inputs.evasion_figures)
+    if inputs.poisoning_examples is not None:
+        request.poisoning_examples_count, examples = inputs.poisoning_examples
+        request.poisoning_examples.CopyFrom(examples)
     work.stage("rendering the report page")
     try:
         with tempfile.TemporaryDirectory(prefix="advex-page-") as scratch:

@@ -26,7 +26,7 @@ from advex.gateway.work import (
     Work,
     artifact_ref,
 )
-from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
+from advex.internal.v1 import attack_service_pb2, records_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, poisoning_pb2, report_pb2
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ class _Unit:
     model: artifact_pb2.Artifact | None = None
     poisoned_dataset: artifact_pb2.Artifact | None = None
     summary: attack_service_pb2.TrainingSummary | None = None
+    # A few triggered test images through this model, for the page.
+    examples: records_pb2.EvasionExamples | None = None
 
 
 def execute(work: Work, spec: poisoning_pb2.PoisoningSpec) -> report_pb2.Report:
@@ -152,6 +154,10 @@ def execute(work: Work, spec: poisoning_pb2.PoisoningSpec) -> report_pb2.Report:
         result.training_seconds = unit.summary.training_seconds
         result.final_training_loss = unit.summary.final_loss
         result.final_training_accuracy = unit.summary.final_accuracy
+    # The page shows triggered images through the most successful model.
+    shown = max(zip(metrics.poisoned, units[1:]), key=lambda pair: pair[0].attack_success_rate, default=None)
+    if shown is not None and shown[1].examples is not None:
+        work.page.poisoning_examples = (shown[0].poison_count, shown[1].examples)
     return report_pb2.Report(
         model=artifact_ref(artifacts[row.model]),
         dataset=artifact_ref(artifacts[spec.test_dataset]),
@@ -219,6 +225,8 @@ def _train(
             elif payload == "summary":
                 unit.summary = response.summary
                 work.stage(f"testing the model trained with {label}")
+            elif payload == "examples":
+                unit.examples = response.examples
             elif payload == "records":
                 scores.put(
                     scoring_service_pb2.ScorePoisoningRequest(

@@ -24,7 +24,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,7 +56,8 @@ class Page:
     versions: dict[str, str]
     # Filled by `render`: the evasion attack the page shows in detail.
     strongest: int | None = None
-    notes: list[str] = field(default_factory=list)
+    # Poisoning: (poison count, EvasionExamples of triggered test images).
+    poisoning_examples: tuple[int, object] | None = None
 
     def class_name(self, index: int) -> str:
         if 0 <= index < len(self.class_names) and self.class_names[index]:
@@ -69,8 +70,8 @@ class Page:
         return self.class_name(index).replace("$", r"\$")
 
 
-def render(report: report_pb2.Report, figures=None, class_names=(), versions=None) -> bytes:
-    page = Page(report, figures, list(class_names), dict(versions or {}))
+def render(report: report_pb2.Report, figures=None, class_names=(), versions=None, poisoning_examples=None) -> bytes:
+    page = Page(report, figures, list(class_names), dict(versions or {}), poisoning_examples=poisoning_examples)
     page.strongest = strongest_attack(report)
     body = "\n".join(part for section in SECTIONS if (part := section(page)))
     title = f"AdvEx report: {report.model.display_name or report.model.name or 'model'}"
@@ -267,14 +268,38 @@ def _examples(page: Page) -> str:
     attack = _strongest_figures(page)
     if attack is None or not attack.HasField("examples"):
         return ""
-    ex = attack.examples
-    clean, adversarial = tensors.from_proto(ex.clean).astype(np.float32), tensors.from_proto(ex.adversarial).astype(np.float32)
+    cards = _example_cards(page, attack.examples, "adversarial")
+    return (
+        f'<section id="examples"><h2>Samples under {_e(_label(page, page.strongest))}</h2><div class="examples">'
+        + cards
+        + "</div><p class=note>Samples the attack broke come first. The third image is the change, stretched "
+        "to the full grey range so it can be seen (grey: unchanged).</p></section>"
+    )
+
+
+def _triggered(page: Page) -> str:
+    if page.report.WhichOneof("result") != "poisoning" or page.poisoning_examples is None:
+        return ""
+    count, examples = page.poisoning_examples
+    cards = _example_cards(page, examples, "triggered")
+    return (
+        f'<section id="triggered"><h2>Test images with the trigger, through the model poisoned with {count} '
+        f'images</h2><div class="examples">{cards}</div><p class=note>Images the backdoor sent to the target come '
+        "first. The third image is what the trigger changed.</p></section>"
+    )
+
+
+def _example_cards(page: Page, ex, changed: str) -> str:
+    """One card per sample: the clean image, the `changed` one (attacked,
+    or with the trigger), and the change stretched to be seen; with the
+    true label and the model's two answers."""
+    clean, other = tensors.from_proto(ex.clean).astype(np.float32), tensors.from_proto(ex.adversarial).astype(np.float32)
     low, high = page.report.clip_min, page.report.clip_max
     if not high > low:
-        low, high = float(min(clean.min(), adversarial.min())), float(max(clean.max(), adversarial.max()))
+        low, high = float(min(clean.min(), other.min())), float(max(clean.max(), other.max()))
     cards = []
     for i in range(len(ex.samples)):
-        delta = adversarial[i] - clean[i]
+        delta = other[i] - clean[i]
         scale = float(np.abs(delta).max())
         amplified = 0.5 + 0.5 * delta / scale if scale > 0 else np.full_like(delta, 0.5)
         images = "".join(
@@ -282,8 +307,8 @@ def _examples(page: Page) -> str:
             f' height="{EXAMPLE_PIXELS}"><figcaption>{caption}</figcaption></figure>'
             for image, lo, hi, alt, caption in (
                 (clean[i], low, high, "clean image", "clean"),
-                (adversarial[i], low, high, "adversarial image", "adversarial"),
-                (amplified, 0.0, 1.0, "perturbation, amplified",
+                (other[i], low, high, f"{changed} image", changed),
+                (amplified, 0.0, 1.0, "the change, amplified",
                  f"change ×{0.5 * (high - low) / scale if scale else 0:.0f}"),
             )
         )
@@ -291,15 +316,10 @@ def _examples(page: Page) -> str:
         cards.append(
             f'<div class="example{" broke" if broke else ""}"><div class="trio">{images}</div><p>sample '
             f"{ex.samples[i]}: true <b>{_e(page.class_name(ex.labels[i]))}</b>, clean "
-            f"<b>{_e(page.class_name(ex.clean_predictions[i]))}</b>, adversarial "
+            f"<b>{_e(page.class_name(ex.clean_predictions[i]))}</b>, {changed} "
             f"<b>{_e(page.class_name(ex.adversarial_predictions[i]))}</b></p></div>"
         )
-    return (
-        f'<section id="examples"><h2>Samples under {_e(_label(page, page.strongest))}</h2><div class="examples">'
-        + "".join(cards)
-        + "</div><p class=note>Samples the attack broke come first. The third image is the change, stretched "
-        "to the full grey range so it can be seen (grey: unchanged).</p></section>"
-    )
+    return "".join(cards)
 
 
 def _classes(page: Page) -> str:
@@ -426,7 +446,7 @@ def _footer(page: Page) -> str:
 
 
 SECTIONS: list[Callable[[Page], str]] = [
-    _verdict, _curve, _numbers, _confidence, _examples, _classes, _warnings, _poisoning, _footer,
+    _verdict, _curve, _numbers, _confidence, _examples, _classes, _warnings, _poisoning, _triggered, _footer,
 ]
 
 

@@ -88,6 +88,8 @@ class ScoringServicer(scoring_service_pb2_grpc.ScoringServiceServicer):
             request.evasion_figures if request.HasField("evasion_figures") else None,
             list(request.class_names),
             dict(request.versions),
+            poisoning_examples=(request.poisoning_examples_count, request.poisoning_examples)
+            if request.HasField("poisoning_examples") else None,
         )
         log.info("rendered the page of %s: %d bytes in %.2f s", request.report.name or "a report", len(page),
                  time.monotonic() - started)
