@@ -80,3 +80,10 @@ def test_a_big_enough_difference_is_called():
 def test_evaluations_that_do_not_compare_are_refused_with_the_difference(b, phrase):
     with pytest.raises(CliError, match=phrase):
         compare.check_comparable(_report("a"), b)
+
+
+def test_the_answer_in_one_line_reads_the_worst_case_rows():
+    rows = [compare.Row("clean", 100, 90, 90, 0, 0), compare.Row("worst case Linf eps=0.1", 100, 30, 60, 0, 30),
+            compare.Row("worst case Linf eps=0.2", 100, 10, 11, 0, 1), compare.Row("fgsm Linf eps=0.1", 100, 50, 20, 30, 0)]
+    assert compare.summary(rows) == "B is more robust at 1 of 2 budgets (worst case), A at 0; no significant difference at 1."
+    assert "cannot tell A and B apart" in compare.summary(rows[:1] + [compare.Row("worst case x", 10, 5, 5, 0, 0)])

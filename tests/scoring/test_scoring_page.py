@@ -182,3 +182,16 @@ def test_over_the_example_budget_the_weakest_attack_makes_room(monkeypatch):
     accumulator.add_examples(2, examples())  # weaker than what is kept: left out
     kept = [a.figures.examples is not None for a in accumulator.finish().attacks]
     assert kept == [True, False, False]
+
+
+def test_a_backdoor_that_did_not_take_hold_is_no_proof():
+    report = report_pb2.Report(name="evaluations/p", state="SUCCEEDED")
+    p = report.poisoning
+    p.training_samples = 1437
+    p.baseline.CopyFrom(report_pb2.PoisonedModelResult(clean_accuracy=0.97))
+    for count, asr in ((5, 0.0), (20, 0.086)):
+        p.poisoned.add(poison_count=count, attack_success_rate=asr, clean_accuracy=0.97)
+    page = html_report.render(report).decode()
+    assert ">A</div>" in page and "the trigger worked on 0% of attacked images" in page
+    assert "The most successful poisoning tested, 20 images, made the trigger work on 9% of them." in page
+    assert "No poisoning tested planted a working backdoor with this training recipe. That is no proof" in page

@@ -162,6 +162,21 @@ def unpack(npz) -> tuple[np.ndarray, np.ndarray]:
     return clean, adversarial
 
 
+def summary(found: list[Row]) -> str:
+    """The answer in one line, from the worst-case rows (every attack at
+    each budget), else from every attack row."""
+    rows = [r for r in found if r.what.startswith("worst case")] or [r for r in found if r.what != "clean"]
+    if not rows:
+        return "No attack rows to compare."
+    b_wins = sum(r.verdict == "B more robust" for r in rows)
+    a_wins = sum(r.verdict == "A more robust" for r in rows)
+    what = "budgets (worst case)" if rows[0].what.startswith("worst case") else "attacks"
+    if not a_wins and not b_wins:
+        return f"No significant difference at any of the {len(rows)} {what}: these samples cannot tell A and B apart."
+    return (f"B is more robust at {b_wins} of {len(rows)} {what}, A at {a_wins}; "
+            f"no significant difference at {len(rows) - a_wins - b_wins}.")
+
+
 def table(a, b, found: list[Row]) -> str:
     lines = [f"A  {a.name}  model {a.model.display_name or a.model.name} ({a.model.sha256[:12]})",
              f"B  {b.name}  model {b.model.display_name or b.model.name} ({b.model.sha256[:12]})",
@@ -179,6 +194,7 @@ def table(a, b, found: list[Row]) -> str:
         lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines += ["", summary(found)]
     return "\n".join(lines)
 
 
@@ -199,9 +215,10 @@ body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 0 auto; pa
 .scroll {{ overflow-x: auto; }} table {{ border-collapse: collapse; font-size: 0.9rem; }}
 th, td {{ padding: 0.3rem 0.6rem; border-bottom: 1px solid #dde1e8; text-align: left; }}
 tr.b td:last-child {{ color: #1b7f3b; font-weight: 600; }} tr.a td:last-child {{ color: #c0262d; font-weight: 600; }}
-p {{ color: #4a5264; }}
+p {{ color: #4a5264; }} p.answer {{ color: #1d2330; font-size: 1.15rem; font-weight: 600; }}
 </style></head><body>
 <h1>Which model is more robust?</h1>
+<p class="answer">{e(summary(found))}</p>
 <p><b>A</b> {e(a.name)}: {e(a.model.display_name or a.model.name)} (SHA-256 {e(a.model.sha256)})<br>
 <b>B</b> {e(b.name)}: {e(b.model.display_name or b.model.name)} (SHA-256 {e(b.model.sha256)})<br>
 on the same {a.evasion.samples} samples of {e(a.dataset.display_name or a.dataset.name)} (SHA-256 {e(a.dataset.sha256)}).</p>

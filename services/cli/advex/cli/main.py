@@ -238,7 +238,7 @@ def cmd_list(gateway: Gateway, args) -> int:
         for a in [] if args.json else items:
             kind = artifact_pb2.ArtifactKind.Name(a.kind).removeprefix("ARTIFACT_KIND_").lower()
             state = artifact_pb2.ArtifactState.Name(a.state).removeprefix("ARTIFACT_STATE_")
-            print(f"{a.name}  {kind:<7}  {state:<14}  {a.size_bytes:>10} B  {a.display_name}")
+            print(f"{a.name}  {kind:<8}  {state:<14}  {a.size_bytes:>10} B  {a.display_name}")
         return 0
     items = list(
         pages(lambda **r: gateway.evaluations.ListEvaluations(evaluation_pb2.ListEvaluationsRequest(**r)), "evaluations")

@@ -23,11 +23,13 @@ def print_json(value) -> None:
 
 def attack_label(result) -> str:
     """An AttackResult as people read it: 'pgd Linf eps=0.1 steps=40
-    target=random' (steps only for iterative attacks)."""
+    target=random' (steps only for iterative attacks, apgd's loss)."""
     parts = [result.attack, "Linf" if result.norm == "inf" else f"L{result.norm}",
              "unbounded" if result.unbounded else f"eps={result.eps:g}"]
     if result.steps > 1:
         parts.append(f"steps={result.steps}")
+    if result.spec.loss:  # apgd's ce or dlr
+        parts.append(f"loss={result.spec.loss}")
     if result.target:
         parts.append(f"target={result.target}")
     return " ".join(parts)

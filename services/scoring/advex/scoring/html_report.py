@@ -128,10 +128,14 @@ def _verdict(page: Page) -> str:
     else:
         return ""
     letter, meaning = rating(score)
-    what = "robustness score" if kind == "evasion" else "poisoning resistance"
+    if kind == "evasion":
+        headline = f"Robustness score {score:.2f}: the model {_e(meaning)}"
+    else:
+        headline = (f"Poisoning resistance {score:.2f}: the trigger worked on {1 - score:.0%} of attacked images "
+                    "after the smallest poisonings tested")
     return (
         f'<section class="verdict rating-{letter}" id="verdict"><div class="grade" aria-label="rating {letter}">{letter}'
-        f'</div><div><h2>{_e(what.capitalize())} {score:.2f}: the model {_e(meaning)}</h2>'
+        f"</div><div><h2>{headline}</h2>"
         + "".join(f"<p>{s}</p>" for s in sentences)
         + "</div></section>"
     )
@@ -164,8 +168,9 @@ def _evasion_sentences(page: Page) -> list[str]:
             f"at about eps {eps:g} mixed into training), then evaluate again with the same seed and compare."
         )
     elif budgets:
-        out.append("No budget tested halves the accuracy. Before trusting that, test larger budgets and a "
-                   "stronger suite (`--suite standard`: APGD, CW, SPSA).")
+        out.append("No budget tested halves the accuracy. Before trusting that, test larger budgets and more "
+                   "attacks: the standard suite (APGD with two losses), unbounded Carlini-Wagner, and the "
+                   "gradient-free SPSA.")
     if evasion.warnings:
         checks = ", ".join(sorted({w.check for w in evasion.warnings}))
         out.append(
@@ -191,9 +196,16 @@ def _poisoning_sentences(page: Page) -> list[str]:
         out.append(f"{p.count_at_90_percent_asr} poisoned images were enough for a backdoor that works 90% of the "
                    "time.")
     worst = max(p.poisoned, key=lambda m: m.attack_success_rate, default=None)
+    if worst is not None and worst is not chosen:
+        out.append(f"The most successful poisoning tested, {worst.poison_count} images, made the trigger work on "
+                   f"{worst.attack_success_rate:.0%} of them.")
     if worst is not None and worst.attack_success_rate >= 0.5 and worst.clean_accuracy_drop <= 0.01:
         out.append("Clean accuracy alone would not have warned you: check where training data comes from, "
                    "look for near-duplicate images with different labels, and test for triggers before release.")
+    elif worst is not None and worst.attack_success_rate < 0.5:
+        out.append("No poisoning tested planted a working backdoor with this training recipe. That is no proof "
+                   "of resistance: longer training and more poisoned images often succeed; test those before "
+                   "you rely on it.")
     return out
 
 
@@ -208,9 +220,12 @@ def _curve(page: Page) -> str:
     fig = _figure_of((7.2 if len(norms) == 1 else 9.6, 4.0))
     axes = fig.subplots(1, len(norms), squeeze=False)
     for ax, norm in zip(axes[0], norms, strict=True):
-        for c in (c for c in curves if c.norm == norm):
+        for index, c in enumerate(c for c in curves if c.norm == norm):
             label = c.attack + (f" target={c.target}" if c.target else "")
-            ax.plot([p.eps for p in c.points], [p.adversarial_accuracy for p in c.points], marker="o", label=label)
+            # Lines of equal attacks lie on one another: a marker and dash
+            # each keeps every one visible.
+            ax.plot([p.eps for p in c.points], [p.adversarial_accuracy for p in c.points], label=label,
+                    marker="osD^v<>"[index % 7], linestyle=("-", "-.", ":")[index % 3], alpha=0.9)
         worst = sorted((w.eps, w.accuracy) for w in evasion.worst_case if w.norm == norm)
         if worst:
             ax.plot(*zip(*worst, strict=True), color="black", linestyle="--", linewidth=2, label="worst case")
@@ -232,7 +247,7 @@ def _numbers(page: Page) -> str:
         budget = "unbounded" if a.unbounded else f"{a.eps:g}"
         rows.append(
             f"<tr{' class=strongest' if i == page.strongest else ''}><td>{_e(a.attack)}"
-            f"{' → ' + _e(a.target) if a.target else ''}</td><td>{_norm(a.norm)}</td><td>{budget}</td>"
+            f"{' (' + _e(a.spec.loss) + ')' if a.spec.loss else ''}{' → ' + _e(a.target) if a.target else ''}</td><td>{_norm(a.norm)}</td><td>{budget}</td>"
             f"<td>{a.adversarial_accuracy:.3f}</td><td>{a.attack_success_rate:.3f}</td>"
             f"<td>{a.perturbation_l2_median:.3g}</td><td>{a.perturbation_linf_median:.3g}</td></tr>"
         )
@@ -309,7 +324,7 @@ def _example_cards(page: Page, ex, changed: str) -> str:
                 (clean[i], low, high, "clean image", "clean"),
                 (other[i], low, high, f"{changed} image", changed),
                 (amplified, 0.0, 1.0, "the change, amplified",
-                 f"change ×{0.5 * (high - low) / scale if scale else 0:.0f}"),
+                 f"change ×{0.5 * (high - low) / scale if scale else 0:.3g}"),
             )
         )
         broke = ex.adversarial_predictions[i] != ex.labels[i] and ex.clean_predictions[i] == ex.labels[i]
@@ -464,7 +479,8 @@ def _label(page: Page, index: int | None) -> str:
         return "the attacks"
     a = page.report.evasion.attacks[index]
     budget = "unbounded" if a.unbounded else f"eps {a.eps:g}"
-    return f"{a.attack} ({_norm(a.norm)}, {budget}{', target ' + a.target if a.target else ''})"
+    loss = f", loss {a.spec.loss}" if a.spec.loss else ""
+    return f"{a.attack} ({_norm(a.norm)}, {budget}{loss}{', target ' + a.target if a.target else ''})"
 
 
 def _spec_text(spec) -> str:
