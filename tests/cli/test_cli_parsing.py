@@ -93,3 +93,11 @@ def test_sources_and_counts():
     for bad in ("0", "1.5", "-2", "x"):
         with pytest.raises(CliError):
             parse_counts(bad)
+
+
+def test_global_options_work_before_and_after_the_subcommand():
+    parser = build_parser()
+    assert parser.parse_args(["--gateway", "a:1", "list"]).gateway == "a:1"
+    assert parser.parse_args(["list", "--gateway", "b:2"]).gateway == "b:2"
+    assert parser.parse_args(["report", "evaluations/x", "--gateway", "c:3", "--json"]).gateway == "c:3"
+    assert parser.parse_args(["list"]).gateway is None

@@ -14,9 +14,13 @@ from report_schema import ReportValidator
 def test_demo_trains_uploads_evaluates_and_prints_the_table(mesh, tmp_path):
     code, out, err = run_cli("--gateway", mesh.gateway_address, "demo", "--cache-dir", str(tmp_path / "demo"))
     assert code == 0, err
+    assert "demo: training a small CNN" in err
     for needle in ("clean accuracy", "fgsm    inf   0.05", "pgd     inf   0.3", "worst case", "robustness score"):
         assert needle in out, needle
-    # Cached: a second demo trains nothing and reports the same clean accuracy.
+    # Cached: a second demo trains nothing, says nothing of training, and
+    # reports the same clean accuracy.
+    code, again, err = run_cli("demo", "--cache-dir", str(tmp_path / "demo"), "--gateway", mesh.gateway_address)
+    assert code == 0 and "training" not in err and again.splitlines()[4] == out.splitlines()[4]
     code, again, _ = run_cli("--gateway", mesh.gateway_address, "demo", "--json", "--cache-dir", str(tmp_path / "demo"))
     report = json.loads(again)
     assert code == 0 and report["evasion"]["samples"] == "359" and len(report["evasion"]["attacks"]) == 8
@@ -52,9 +56,22 @@ def test_subcommands_print_json_only(mesh, digits_files, tmp_path):
 
 
 def test_cli_errors_say_what_to_do():
+    # No gateway is a gRPC error (UNAVAILABLE): exit code 1, as the README says.
     code, out, err = run_cli("--gateway", "127.0.0.1:9", "list")
-    assert code == 2 and out == ""
+    assert code == 1 and out == ""
     assert "no AdvEx gateway answers at 127.0.0.1:9" in err and "make run" in err
+    # --gateway after the subcommand works the same.
+    code, out, err = run_cli("list", "--gateway", "127.0.0.1:9")
+    assert code == 1 and "no AdvEx gateway answers at 127.0.0.1:9" in err
+
+
+def test_a_budget_over_the_whole_input_range_is_called_trivial(mesh, uploaded_digits):
+    model, dataset = uploaded_digits
+    code, out, err = run_cli("evaluate", "--gateway", mesh.gateway_address, "--model", model.name, "--dataset",
+                             dataset.name, "--attack", "fgsm:eps=1e9", "--max-samples", "10", "--wait", "--json")
+    assert code == 0, err
+    assert "warning: L-inf eps 1e+09 covers the whole input range (0 to 1)" in err
+    assert [w["check"] for w in json.loads(out)["evasion"]["warnings"]] == ["budget_covers_input_range"]
 
 
 def test_bad_attack_flags_are_explained(mesh):

@@ -178,6 +178,16 @@ def test_accuracy_not_falling_at_half_the_range_is_reported():
     assert score([(spec("pgd", eps=0.5), stuck, None, None)], clip_range=None).warnings == ()
 
 
+def test_a_budget_covering_the_whole_range_is_reported_once_per_eps():
+    broken = [1, 2, 3, 0, 1, 2]  # every sample wrong: no masking to see
+    m = score([(spec("fgsm", eps=1e9), broken, None, None), (spec("pgd", eps=1e9), broken, None, None),
+               (spec("pgd", eps=0.1), broken, None, None)])
+    assert checks(m) == ["budget_covers_input_range"]
+    assert "eps=1e+09 is the whole data range (0 to 1) or more" in m.warnings[0].message
+    # In a 0..255 range the same 1.0 is a small budget.
+    assert score([(spec("pgd", eps=1.0), broken, None, None)], clip_range=(0.0, 255.0)).warnings == ()
+
+
 def test_an_unbounded_attack_that_fails_is_reported():
     m = score([(spec("cw", eps=None), [0, 0, 3, 2, 1, 0], None, None)])  # sample 0 resists
     assert checks(m) == ["unbounded_attack_fails"]

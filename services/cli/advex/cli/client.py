@@ -34,6 +34,10 @@ class CliError(Exception):
     """A problem the user can fix; printed without a traceback."""
 
 
+class GatewayUnreachable(CliError):
+    """No gateway answered at the address (exit code 1, as a gRPC error)."""
+
+
 @dataclass
 class Gateway:
     channel: grpc.Channel
@@ -50,7 +54,7 @@ class Gateway:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError as exc:
             channel.close()
-            raise CliError(
+            raise GatewayUnreachable(
                 f"no AdvEx gateway answers at {address} ({exc.code().name}); "
                 "start the mesh with `make run` (or `advex up`), or set ADVEX_GATEWAY_ADDR / --gateway"
             ) from None

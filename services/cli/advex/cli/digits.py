@@ -74,14 +74,26 @@ def save_dataset(path: Path, x: np.ndarray, y: np.ndarray, class_names=CLASS_NAM
     return path
 
 
+def demo_files_ready(cache_dir: Path, epochs: int = 15) -> bool:
+    """Whether demo_files will read its files from cache_dir (no training)."""
+    stamp = cache_dir / "recipe.json"
+    return (
+        (cache_dir / "digits_cnn.keras").exists() and (cache_dir / "digits_test.npz").exists()
+        and stamp.exists() and stamp.read_text() == _recipe(epochs)
+    )
+
+
+def _recipe(epochs: int) -> str:
+    return json.dumps({"epochs": epochs, "version": 1})
+
+
 def demo_files(cache_dir: Path, epochs: int = 15) -> tuple[Path, Path]:
     """(model.keras, digits_test.npz), trained once and then read from cache_dir."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     model_path = cache_dir / "digits_cnn.keras"
     data_path = cache_dir / "digits_test.npz"
     stamp = cache_dir / "recipe.json"
-    recipe = json.dumps({"epochs": epochs, "version": 1})
-    if model_path.exists() and data_path.exists() and stamp.exists() and stamp.read_text() == recipe:
+    if demo_files_ready(cache_dir, epochs):
         return model_path, data_path
     split = load_digits_split()
     model = train_digits_cnn(split, epochs=epochs)
@@ -89,7 +101,7 @@ def demo_files(cache_dir: Path, epochs: int = 15) -> tuple[Path, Path]:
     model.save(tmp_model)
     tmp_model.replace(model_path)
     save_dataset(data_path, split.x_test, split.y_test)
-    stamp.write_text(recipe)
+    stamp.write_text(_recipe(epochs))
     return model_path, data_path
 
 

@@ -15,6 +15,7 @@ from advex.cli.client import (
     TERMINAL,
     CliError,
     Gateway,
+    GatewayUnreachable,
     parse_attack,
     parse_budgets,
     parse_suite,
@@ -121,6 +122,7 @@ def cmd_evaluate(gateway: Gateway, args) -> int:
         )
     if args.suite:
         attacks += parse_suite(args.suite, args.eps, args.suite_norm)
+    _warn_of_trivial_budgets(attacks, args.clip_min, args.clip_max)
     request = evaluation_pb2.CreateEvaluationRequest(
         model=args.model,
         evasion=evasion_pb2.EvasionSpec(
@@ -132,6 +134,29 @@ def cmd_evaluate(gateway: Gateway, args) -> int:
         display_name=args.name or "",
     )
     return _create(gateway, request, args)
+
+
+def _warn_of_trivial_budgets(attacks, clip_min: float, clip_max: float) -> None:
+    """A word on stderr for L-inf budgets of the whole clip range or more:
+    every result there is trivial (the report warns too)."""
+    from advex.core.attack_specs import resolve
+    from advex.core.errors import AdvexError
+
+    wide = set()
+    for spec in attacks:
+        try:
+            resolved = resolve(spec)
+        except AdvexError:
+            continue  # the gateway answers bad specs with the reason
+        if resolved.bounded and resolved.norm == "inf" and resolved.eps >= clip_max - clip_min:
+            wide.add(resolved.eps)
+    if wide:
+        print(
+            f"advex: warning: L-inf eps {', '.join(f'{e:g}' for e in sorted(wide))} covers the whole input range "
+            f"({clip_min:g} to {clip_max:g}): an attack may replace any image by any other there, so those results "
+            "are trivial; give eps in the data's scale",
+            file=sys.stderr,
+        )
 
 
 def _create(gateway: Gateway, request: evaluation_pb2.CreateEvaluationRequest, args) -> int:
@@ -348,7 +373,8 @@ def cmd_demo(gateway: Gateway, args) -> int:
     from advex.cli import digits
 
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
-    say("demo: training (first run only) a small CNN on scikit-learn's bundled digits ...")
+    if not digits.demo_files_ready(Path(args.cache_dir)):
+        say(f"demo: training a small CNN on scikit-learn's bundled digits (once; kept in {args.cache_dir}) ...")
     model_path, data_path = digits.demo_files(Path(args.cache_dir))
     say(f"demo: model {model_path}, held-out digits {data_path}")
     model = _upload_quietly(gateway, "model", model_path, not args.json)
@@ -399,9 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="advex",
         description="Evaluate how robust a Keras image classifier is to adversarial attack.",
     )
-    parser.add_argument("--gateway", help="gateway address (default $ADVEX_GATEWAY_ADDR or 127.0.0.1:50051)")
+    gateway_help = "gateway address (default $ADVEX_GATEWAY_ADDR or 127.0.0.1:50051)"
+    parser.add_argument("--gateway", help=gateway_help)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print machine-readable JSON only, on stdout")
+    # Also after the subcommand (`advex list --gateway X`); SUPPRESS keeps
+    # a --gateway given before it when none comes after.
+    common.add_argument("--gateway", default=argparse.SUPPRESS, help=gateway_help)
     # What every kind of evaluation request takes.
     evaluation = argparse.ArgumentParser(add_help=False, parents=[common])
     evaluation.add_argument("--clip-min", type=float, default=0.0, help="smallest valid input value (default 0)")
@@ -576,6 +606,10 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(gateway, args)
         finally:
             gateway.close()
+    except GatewayUnreachable as exc:
+        # A gRPC error like any other (UNAVAILABLE), not a usage problem.
+        print(f"advex: {exc}", file=sys.stderr)
+        return 1
     except CliError as exc:
         print(f"advex: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,11 @@ chases one class and is legitimately weaker at making the model wrong.
   under the strongest attack at that budget (its worst case).
 - unbounded_attack_fails: an attack without a budget (CW) must in the end
   break every sample; it broke fewer than UNBOUNDED_MIN_SUCCESS of them.
+
+One check is not about masking but about the request:
+- budget_covers_input_range: an L-inf eps of the whole data range or more
+  lets an attack turn any input into any other, so every result at that
+  budget is trivial (eps=1e9 on 0..1 images, a budget in the wrong scale).
 """
 
 from __future__ import annotations
@@ -99,7 +104,16 @@ def check(attacks: Sequence, worst_case: Sequence, curves: Sequence, samples: in
                 lowest_so_far = (eps, accuracy)
 
     if clip_range is not None:
-        half_range = (clip_range[1] - clip_range[0]) / 2
+        full_range = clip_range[1] - clip_range[0]
+        for eps in sorted({a.spec.eps for a in attacks if a.spec.bounded and a.spec.norm == "inf"}):
+            if eps >= full_range:
+                found.append(MaskingWarning(
+                    "budget_covers_input_range",
+                    f"L-inf eps={eps:g} is the whole data range ({clip_range[0]:g} to {clip_range[1]:g}) or more: "
+                    f"an attack may replace any input by any other, so every result at this budget is trivial; "
+                    f"give eps in the data's scale (e.g. 8/255 of 1 for 0..1 images)",
+                ))
+        half_range = full_range / 2
         for w in worst_case:
             if w.norm == "inf" and w.eps >= half_range and _beats(largest_class_share, w.accuracy, samples):
                 found.append(MaskingWarning(
