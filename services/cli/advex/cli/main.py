@@ -370,6 +370,9 @@ def cmd_cancel(gateway: Gateway, args) -> int:
 
 
 def cmd_demo(gateway: Gateway, args) -> int:
+    # Training the demo model (first run) imports TensorFlow, whose C++
+    # start-up chatter is not for the user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from advex.cli import digits
 
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))

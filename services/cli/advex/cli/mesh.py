@@ -8,7 +8,9 @@ and on Ctrl-C or SIGTERM stops them gateway first, each draining gracefully.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +23,32 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.cli.client import CliError
 from advex.core.serving import StopSignals
+
+
+# A presigned URL's credential and signature (query values of the request
+# line an HTTP server logs).
+_PRESIGNED_SECRETS = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"]+", re.IGNORECASE)
+
+
+class _RedactPresigned(logging.Filter):
+    """Takes the signature and credential out of a logged request line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _PRESIGNED_SECRETS.sub(r"\1<redacted>", message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def quiet_s3_log() -> None:
+    """The embedded S3 endpoint (werkzeug under moto) logs every request at
+    INFO with its full presigned URL: warnings only, and never a signature
+    or credential, even in those."""
+    server_log = logging.getLogger("werkzeug")
+    server_log.setLevel(logging.WARNING)
+    if not any(isinstance(f, _RedactPresigned) for f in server_log.filters):
+        server_log.addFilter(_RedactPresigned())
 
 
 @dataclass
@@ -72,6 +100,8 @@ def up(var_dir: Path = Path("var")) -> int:
     s3_server = None
     if not env.get("ADVEX_S3_ENDPOINT"):
         from moto.server import ThreadedMotoServer
+
+        quiet_s3_log()
 
         s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(env.get("ADVEX_S3_PORT", "0")), verbose=False)
         s3_server.start()
