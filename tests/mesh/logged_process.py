@@ -14,29 +14,41 @@ class LoggedProcess:
         self.ready_marker = ready
         self.process = subprocess.Popen(argv, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
-        self._ready = threading.Event()
+        self._ended = False
+        self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         for line in self.process.stderr:
-            self.lines.append(line)
-            if self.ready_marker in line:
-                self._ready.set()
-        self._ready.set()  # the process exited: the test reads why from the log
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True  # the process exited: the test reads why from the log
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 300, after: int = 0) -> str:
+        """The first log line from index `after` on that holds `text`;
+        AssertionError with the log when the process exits or times out
+        without one."""
+        def found():
+            return next((line for line in self.lines[after:] if text in line), None)
+
+        with self._changed:
+            self._changed.wait_for(lambda: found() is not None or self._ended, timeout=timeout)
+            line = found()
+        if line is None:
+            raise AssertionError(f"no {text!r} in the log:\n{self.log}")
+        return line
 
     @property
     def log(self) -> str:
         return "".join(self.lines)
 
     def ready_line(self, timeout: float = 300) -> str:
-        """The first log line holding the ready marker; AssertionError with
-        the log when the process exits or times out without one."""
-        self._ready.wait(timeout=timeout)
-        for line in self.lines:
-            if self.ready_marker in line:
-                return line
-        raise AssertionError(f"no {self.ready_marker!r} in the log:\n{self.log}")
+        """The first log line holding the ready marker (see wait_for)."""
+        return self.wait_for(self.ready_marker, timeout)
 
     def wait_for_exit(self, timeout: float) -> int:
         code = self.process.wait(timeout=timeout)

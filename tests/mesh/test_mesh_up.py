@@ -99,3 +99,28 @@ def test_services_do_not_outlive_advex_up_killed_with_sigkill(tmp_path):
         assert up.log.count("received SIGTERM") == 4, up.log  # each drained, none was killed
     finally:
         up.kill()
+
+
+def test_a_service_that_dies_is_started_again_and_ctrl_c_still_stops_everything(tmp_path):
+    up = _Up(tmp_path)
+    try:
+        up.wait_until_up()
+        children = {name: pid for pid in _children(up.process.pid) for name in SERVICES
+                    if f"advex.{name.lower()}" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")}
+        assert len(children) == 4, children
+        seen = len(up.lines)
+        os.kill(children["SCORING"], signal.SIGKILL)  # dies unexpectedly
+        assert "restarting it in 1 s (restart 1 in a row)" in up.wait_for("scoring exited with code -9", after=seen)
+        up.wait_for("scoring  SERVING again", timeout=120, after=seen)
+        with grpc.insecure_channel(f"127.0.0.1:{up.ports['SCORING']}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert up.process.poll() is None  # the mesh stayed up
+
+        up.process.send_signal(signal.SIGINT)
+        assert up.wait_for_exit(timeout=150) == 0, up.log
+        for name, port in up.ports.items():
+            with socket.socket() as s:
+                assert s.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens"
+    finally:
+        up.kill()

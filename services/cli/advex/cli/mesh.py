@@ -3,7 +3,9 @@
 Starts an embedded S3 endpoint (moto's server on loopback, only when
 ADVEX_S3_ENDPOINT is unset), then storage, attack, scoring and the gateway,
 each as its own process, waits until each reports SERVING on grpc.health.v1,
-and on Ctrl-C or SIGTERM stops them gateway first, each draining gracefully.
+starts again (after a backoff, with a log line) a service that exits while
+the mesh is up, and on Ctrl-C or SIGTERM stops them gateway first, each
+draining gracefully.
 """
 
 from __future__ import annotations
@@ -51,11 +53,24 @@ def quiet_s3_log() -> None:
         server_log.addFilter(_RedactPresigned())
 
 
+# A service that exits while the mesh is up is started again after
+# RESTART_DELAYS[n] seconds (its n-th restart in a row; the last delay
+# repeats); one that then serves for RESTART_RESET_SECONDS starts over at the
+# first delay. MAX_RESTARTS restarts in a row without that stop the mesh: a
+# crash loop is not worth hiding.
+RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+RESTART_RESET_SECONDS = 60.0
+MAX_RESTARTS = 10
+
+
 @dataclass
 class Child:
     name: str
     address: str
     process: subprocess.Popen
+    # Restarts since it last served for RESTART_RESET_SECONDS.
+    restarts: int = 0
+    serving_since: float | None = None
 
 
 def _wait_serving(child: Child, timeout: float, stop: StopSignals) -> None:
@@ -76,6 +91,44 @@ def _wait_serving(child: Child, timeout: float, stop: StopSignals) -> None:
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise CliError(f"{child.name} health check failed: {exc.code().name} {exc.details()}") from None
+
+
+def _start(name: str, env: dict[str, str]) -> subprocess.Popen:
+    # A session of its own: Ctrl-C in the terminal reaches only this
+    # process, which then stops the services in order.
+    return subprocess.Popen([sys.executable, "-m", f"advex.{name}"], env=env, start_new_session=True)
+
+
+def _restart(child: Child, env: dict[str, str], stop: StopSignals) -> None:
+    """Starts `child` again after its backoff; CliError (the mesh stops)
+    after MAX_RESTARTS in a row."""
+    if child.serving_since is not None and time.monotonic() - child.serving_since >= RESTART_RESET_SECONDS:
+        child.restarts = 0
+    if child.restarts >= MAX_RESTARTS:
+        raise CliError(
+            f"{child.name} exited with code {child.process.returncode} after {MAX_RESTARTS} restarts in a row; "
+            "stopping (see its log above)"
+        )
+    delay = RESTART_DELAYS[min(child.restarts, len(RESTART_DELAYS) - 1)]
+    child.restarts += 1
+    print(
+        f"advex: {child.name} exited with code {child.process.returncode}; restarting it in {delay:g} s "
+        f"(restart {child.restarts} in a row)",
+        file=sys.stderr,
+    )
+    if stop.wait(delay) is not None:
+        return  # Ctrl-C during the wait: everything stops
+    child.process = _start(child.name, env)
+    try:
+        _wait_serving(child, timeout=120, stop=stop)
+    except CliError as exc:
+        # It died again while starting: the next look restarts it, later.
+        print(f"advex: {exc}", file=sys.stderr)
+        child.serving_since = None
+        return
+    if stop.received is None:
+        child.serving_since = time.monotonic()
+        print(f"advex: {child.name:<8} SERVING again at {child.address}", file=sys.stderr)
 
 
 def up(var_dir: Path = Path("var")) -> int:
@@ -127,12 +180,12 @@ def up(var_dir: Path = Path("var")) -> int:
                 break
             # A session of its own: Ctrl-C in the terminal reaches only this
             # process, which then stops the services in order.
-            process = subprocess.Popen([sys.executable, "-m", f"advex.{name}"], env=env, start_new_session=True)
-            child = Child(name, addresses[name], process)
+            child = Child(name, addresses[name], _start(name, env))
             children.append(child)
             _wait_serving(child, timeout=120, stop=stop)
             if stop.received is not None:
                 break
+            child.serving_since = time.monotonic()
             print(f"advex: {name:<8} SERVING at {child.address}", file=sys.stderr)
         if stop.received is not None:
             raise CliError("interrupted while starting; stopping what started")
@@ -143,11 +196,9 @@ def up(var_dir: Path = Path("var")) -> int:
             file=sys.stderr,
         )
         while stop.wait(0.5) is None:
-            dead = [c for c in children if c.process.poll() is not None]
-            if dead:
-                print(f"advex: {dead[0].name} exited with code {dead[0].process.returncode}; stopping", file=sys.stderr)
-                code = 1
-                break
+            for child in children:
+                if child.process.poll() is not None and stop.received is None:
+                    _restart(child, env, stop)
     except CliError as exc:
         print(f"advex: {exc}", file=sys.stderr)
         code = 1
