@@ -51,3 +51,34 @@ def test_a_report_page_is_utf8_html(tmp_path):
     page.write_bytes(b"PK\x03\x04 not a page")
     with pytest.raises(VerificationError, match="starting with <!DOCTYPE html>"):
         verify_report(page)
+
+
+def _saved(tmp_path, name, build):
+    import keras
+
+    path = tmp_path / f"{name}.keras"
+    build(keras).save(path)
+    return path
+
+
+def test_models_with_two_inputs_or_outputs_are_refused_at_upload(tmp_path):
+    from advex.storage.verify import verify_model
+
+    def two_inputs(keras):
+        a, b = keras.Input((8, 8, 1)), keras.Input((8, 8, 1))
+        return keras.Model([a, b], keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Add()([a, b]))))
+
+    def two_outputs(keras):
+        x = keras.Input((8, 8, 1))
+        flat = keras.layers.Flatten()(x)
+        return keras.Model(x, [keras.layers.Dense(10)(flat), keras.layers.Dense(3)(flat)])
+
+    def one_of_each(keras):
+        x = keras.Input((8, 8, 1))
+        return keras.Model(x, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+
+    with pytest.raises(VerificationError, match="the model has 2 inputs; AdvEx evaluates classifiers with one"):
+        verify_model(_saved(tmp_path, "in2", two_inputs))
+    with pytest.raises(VerificationError, match="the model has 2 outputs"):
+        verify_model(_saved(tmp_path, "out2", two_outputs))
+    assert verify_model(_saved(tmp_path, "ok", one_of_each)).model_class == "Functional"

@@ -332,12 +332,37 @@ def verify_model(path: Path, limits: ZipLimits = ZipLimits()) -> ModelSummary:
             if name == "model.weights.npz" and not head.startswith(_ZIP_SIGNATURE):
                 raise VerificationError(f"model.weights.npz is not an .npz file; {SAVE_MODEL}")
     body = config.get("config")
+    if isinstance(body, dict):
+        # What the attack service would refuse later, refused now: AdvEx
+        # evaluates classifiers of one image input and one class-score
+        # output. (The output's shape needs the model built: checked when an
+        # evaluation is created.)
+        for key, what in (("input_layers", "inputs"), ("output_layers", "outputs")):
+            count = _tensor_count(body.get(key))
+            if count > 1:
+                raise VerificationError(
+                    f"the model has {count} {what}; AdvEx evaluates classifiers with one image input and one "
+                    "class-score output: save a model that takes one image batch and returns (batch, classes)"
+                )
     layers = body.get("layers") if isinstance(body, dict) else None
     # A subclassed model lists no layers in its config.
     layers = layers if isinstance(layers, list) else []
     if config["class_name"] == "Sequential":
         layers = [item for item in layers if not (isinstance(item, dict) and item.get("class_name") == "InputLayer")]
     return ModelSummary(keras_version=keras_version, model_class=model_class, layer_count=len(layers))
+
+
+def _tensor_count(value) -> int:
+    """How many tensors a functional config's input_layers/output_layers
+    names: Keras writes one as ["name", 0, 0], several as a list of those
+    (or a dict of them); 0 when absent (Sequential, subclassed)."""
+    if isinstance(value, dict):
+        return len(value)
+    if not isinstance(value, list) or not value:
+        return 0
+    if isinstance(value[0], str):
+        return 1
+    return len(value)
 
 
 # -------------------------------------------------------------- datasets
