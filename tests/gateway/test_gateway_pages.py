@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from advex.gateway.pages import PageInputs, store_page
-from advex.gateway.work import Stopped
+from advex.gateway.work import Stopped, Work
 from advex.v1 import report_pb2
 
 
@@ -32,15 +32,17 @@ def _work(outcome="", stored=None):
         if outcome:
             raise Stopped(outcome)
 
-    return SimpleNamespace(
+    work = SimpleNamespace(
         page=PageInputs(), stage=lambda text: None, track=lambda call: call, check_stopped=check_stopped,
         run=SimpleNamespace(outcome=outcome), downstream=SimpleNamespace(scoring=SimpleNamespace(RenderReport=render)),
-        store_file=stored,
+        store_file=stored, row=SimpleNamespace(id="e1"),
     )
+    work.optional = lambda what, make: Work.optional(work, what, make)  # the real policy
+    return work
 
 
 def test_a_page_that_cannot_be_rendered_is_logged_and_left_out(caplog):
-    with caplog.at_level(logging.ERROR, logger="advex.gateway.pages"):
+    with caplog.at_level(logging.ERROR, logger="advex.gateway.work"):
         assert store_page(_work(), report_pb2.Report(name="evaluations/e1")) is None
     assert "no page for evaluations/e1: UNAVAILABLE scoring is restarting" in caplog.text
 

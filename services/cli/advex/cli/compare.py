@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from advex.cli.client import CliError
-from advex.cli.render import attack_label
+from advex.cli.render import attack_label, norm_label
 
 ALPHA = 0.05
 Z_95 = 1.959963984540054
@@ -146,7 +146,7 @@ def rows(a, b, outcomes_a, outcomes_b) -> list[Row]:
         if group:
             right_a = np.logical_and.reduce([adv_a[i] for i, _ in group])
             right_b = np.logical_and.reduce([adv_b[j] for _, j in group])
-            out.append(_row(f"worst case {_norm(w.norm)} eps={w.eps:g}", right_a, right_b))
+            out.append(_row(f"worst case {norm_label(w.norm)} eps={w.eps:g}", right_a, right_b))
     for i, j in matched:
         out.append(_row(attack_label(a.evasion.attacks[i]), adv_a[i], adv_b[j]))
     if any(r.n != n for r in out):
@@ -235,10 +235,6 @@ that budget.</p>
 def _row(what: str, right_a: np.ndarray, right_b: np.ndarray) -> Row:
     return Row(what, len(right_a), int(right_a.sum()), int(right_b.sum()), int((right_a & ~right_b).sum()),
                int((right_b & ~right_a).sum()))
-
-
-def _norm(norm: str) -> str:
-    return "Linf" if norm == "inf" else f"L{norm}"
 
 
 def _with_interval(right: int, n: int) -> str:

@@ -21,10 +21,15 @@ def print_json(value) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
+def norm_label(norm: str) -> str:
+    """'inf' -> 'Linf', '2' -> 'L2'."""
+    return "Linf" if norm == "inf" else f"L{norm}"
+
+
 def attack_label(result) -> str:
     """An AttackResult as people read it: 'pgd Linf eps=0.1 steps=40
     target=random' (steps only for iterative attacks, apgd's loss)."""
-    parts = [result.attack, "Linf" if result.norm == "inf" else f"L{result.norm}",
+    parts = [result.attack, norm_label(result.norm),
              "unbounded" if result.unbounded else f"eps={result.eps:g}"]
     if result.steps > 1:
         parts.append(f"steps={result.steps}")

@@ -10,7 +10,6 @@ one dataset artifact per attack (adversarial_sets.py).
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from advex.core.npz_writer import NpzWriter
 from advex.gateway.adversarial_sets import AdversarialSet
 from advex.gateway.work import (
     COMPATIBILITY_TIMEOUT_S,
-    Stopped,
     Work,
     artifact_ref,
     describe_inputs,
@@ -30,8 +28,6 @@ from advex.gateway.work import (
 )
 from advex.internal.v1 import attack_service_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, evasion_pb2, report_pb2
-
-log = logging.getLogger(__name__)
 
 MAX_ATTACKS = 256
 
@@ -139,22 +135,19 @@ def _store_outcomes(work: Work, outcomes, path: Path) -> report_pb2.ArtifactRef 
     packed bits, which `advex compare` reads for its paired test); None,
     logged, when that fails: the evaluation's numbers stand without them."""
     width = (outcomes.samples + 7) // 8
-    try:
+
+    def make() -> report_pb2.ArtifactRef:
         with NpzWriter(path) as npz:
             npz.add("samples", np.array(outcomes.samples, dtype=np.int64))
             npz.add("clean_correct", np.frombuffer(outcomes.clean_correct, dtype=np.uint8))
             npz.add("adversarial_correct", np.frombuffer(b"".join(outcomes.adversarial_correct), dtype=np.uint8)
                     .reshape(len(outcomes.adversarial_correct), width))
-        artifact = work.store_file(
+        return artifact_ref(work.store_file(
             path, artifact_pb2.ARTIFACT_KIND_OUTCOMES, f"per-sample outcomes, evaluations/{work.row.id}"
-        )
-        return artifact_ref(artifact)
-    except Stopped:
-        raise
-    except Exception:  # noqa: BLE001 - `compare` needs them, the report does not
-        work.check_stopped()
-        log.exception("no per-sample outcomes for evaluations/%s", work.row.id)
-        return None
+        ))
+
+    try:
+        return work.optional("per-sample outcomes", make)
     finally:
         path.unlink(missing_ok=True)
 

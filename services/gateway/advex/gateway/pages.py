@@ -10,17 +10,13 @@ the product, the page is their presentation. The report then has no
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-
 from advex.internal.v1 import records_pb2, scoring_service_pb2
 from advex.v1 import artifact_pb2, report_pb2
 
-log = logging.getLogger(__name__)
 
 # Rendering plots for a few hundred attacks takes seconds, not minutes.
 RENDER_TIMEOUT_S = 300.0
@@ -51,7 +47,7 @@ class PageInputs:
 
 def store_page(work, report: report_pb2.Report) -> report_pb2.ArtifactRef | None:
     """Renders and stores `report`'s page; None (logged) when that failed."""
-    from advex.gateway.work import Stopped, artifact_ref
+    from advex.gateway.work import artifact_ref
 
     inputs: PageInputs = work.page
     request = scoring_service_pb2.RenderReportRequest(
@@ -62,22 +58,15 @@ def store_page(work, report: report_pb2.Report) -> report_pb2.ArtifactRef | None
     if inputs.poisoning_examples is not None:
         request.poisoning_examples_count, examples = inputs.poisoning_examples
         request.poisoning_examples.CopyFrom(examples)
-    work.stage("rendering the report page")
-    try:
+
+    def make() -> report_pb2.ArtifactRef:
+        work.stage("rendering the report page")
         with tempfile.TemporaryDirectory(prefix="advex-page-") as scratch:
             path = Path(scratch) / "report.html"
             with open(path, "wb") as page:
                 for piece in work.track(work.downstream.scoring.RenderReport(request, timeout=RENDER_TIMEOUT_S)):
                     page.write(piece.html)
             work.stage("storing the report page")
-            artifact = work.store_file(path, artifact_pb2.ARTIFACT_KIND_REPORT, f"report page, {report.name}")
-        return artifact_ref(artifact)
-    except Stopped:
-        raise
-    except grpc.RpcError as error:
-        if work.run.outcome:  # cancelled or drained while rendering
-            work.check_stopped()
-        log.error("no page for %s: %s %s", report.name, error.code().name, error.details())
-    except Exception:  # noqa: BLE001 - the numbers stand without their page
-        log.exception("no page for %s", report.name)
-    return None
+            return artifact_ref(work.store_file(path, artifact_pb2.ARTIFACT_KIND_REPORT, f"report page, {report.name}"))
+
+    return work.optional("page", make)

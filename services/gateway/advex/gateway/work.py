@@ -6,12 +6,14 @@ and drain interrupt whatever runs."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
@@ -28,6 +30,9 @@ CANCEL, LOST, DRAIN = "cancel", "lost", "drain"
 
 # Storage answers from SQL and S3 metadata; the attack service may download
 # and load a large model before it answers CheckCompatibility.
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 STORAGE_TIMEOUT_S = 30.0
 COMPATIBILITY_TIMEOUT_S = 600.0
 
@@ -252,6 +257,22 @@ class Work:
     def unary(self, method, request, timeout: float):
         """A tracked unary call to `method` (a stub's method)."""
         return self.track(method.future(request, timeout=timeout)).result()
+
+    def optional(self, what: str, make: Callable[[], T]) -> T | None:
+        """`make()`, for something the evaluation can do without (its page,
+        its per-sample outcomes): a failure is logged and gives None, never
+        fails the evaluation; a cancel or drain meanwhile still stops it."""
+        try:
+            return make()
+        except Stopped:
+            raise
+        except Exception as error:  # noqa: BLE001 - the numbers stand without it
+            self.check_stopped()
+            if isinstance(error, grpc.RpcError) and callable(getattr(error, "code", None)):
+                log.error("no %s for evaluations/%s: %s %s", what, self.row.id, error.code().name, error.details())
+            else:
+                log.exception("no %s for evaluations/%s", what, self.row.id)
+            return None
 
     def store_file(self, path: Path, kind: int, display_name: str) -> artifact_pb2.Artifact:
         """Stores a file the gateway made as an artifact, through storage's
