@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from advex.cli.mesh import quiet_s3_log
+from advex.cli.embedded_s3 import quiet_s3_log
 
 URL = ("PUT /advex/uploads/01a2?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=advex-local/20261203/us-east-1/s3/"
        "aws4_request&X-Amz-Date=20261203T173700Z&X-Amz-Expires=900&X-Amz-Signature=c4c2a97037044 HTTP/1.1")

@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.cli.client import Gateway
-from advex.v1 import artifact_pb2
+from advex.v1 import artifact_pb2, evasion_pb2
 from logged_process import LoggedProcess
 
 SERVICES = ("GATEWAY", "STORAGE", "ATTACK", "SCORING")
@@ -124,3 +124,74 @@ def test_a_service_that_dies_is_started_again_and_ctrl_c_still_stops_everything(
                 assert s.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens"
     finally:
         up.kill()
+
+
+def _evaluation_state(var_dir: Path, name: str) -> str:
+    """The evaluation's state as the stopped gateway left it in its database."""
+    import sqlite3
+
+    with sqlite3.connect(var_dir / "gateway.db") as db:
+        (state,) = db.execute("SELECT state FROM evaluations WHERE id = ?", (name.split("/", 1)[1],)).fetchone()
+    return state
+
+
+def test_uploads_reports_and_an_interrupted_evaluation_survive_a_restart(tmp_path, digits_files):
+    from advex.cli.client import upload, watch
+    from advex.v1 import evaluation_pb2
+    from mesh_requests import download, evasion_request, run_to_end
+
+    model_path, data_path = digits_files
+    up = _Up(tmp_path)
+    try:
+        up.wait_until_up()
+        gateway = Gateway.connect(f"127.0.0.1:{up.ports['GATEWAY']}", timeout=30)
+        model = upload(gateway, "model", Path(model_path))
+        dataset = upload(gateway, "dataset", Path(data_path))
+        quick = evasion_request(model.name, dataset.name, [evasion_pb2.AttackSpec(attack="fgsm", eps=0.1)], max_samples=64)
+        finished = run_to_end(gateway, quick)
+        assert finished.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, finished
+        before = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=finished.name)).report
+        page_before = download(gateway, before.html_page.name, tmp_path / "page-before.html").read_bytes()
+        # Long enough (a few seconds on 2 cores) to be running when the mesh stops.
+        slow = evasion_request(
+            model.name, dataset.name,
+            [evasion_pb2.AttackSpec(attack="pgd", eps=0.1, steps=200, restarts=8)],
+        )
+        interrupted = gateway.evaluations.CreateEvaluation(slow).evaluation
+        for snapshot in watch(gateway, interrupted.name):
+            if snapshot.state == evaluation_pb2.EVALUATION_STATE_RUNNING:
+                break
+        gateway.close()
+        up.process.send_signal(signal.SIGINT)
+        assert up.wait_for_exit(timeout=150) == 0, up.log
+    finally:
+        up.kill()
+    assert f"evaluation {interrupted.name.split('/', 1)[1]} handed back for resumption" in up.log, up.log
+    assert _evaluation_state(tmp_path / "var", interrupted.name) == "QUEUED"
+    assert any((tmp_path / "var" / "s3").rglob("models%2F*")), "no object kept on disk"
+
+    again = _Up(tmp_path)  # the same var/: the same state
+    try:
+        again.wait_until_up()
+        assert "storage-embedded.db" not in again.log  # the registry was kept, not removed
+        gateway = Gateway.connect(f"127.0.0.1:{again.ports['GATEWAY']}", timeout=30)
+        listed = gateway.artifacts.ListArtifacts(artifact_pb2.ListArtifactsRequest(), timeout=30).artifacts
+        names = {a.name: a for a in listed}
+        assert {model.name, dataset.name, before.html_page.name} <= set(names), names
+        assert names[model.name].state == artifact_pb2.ARTIFACT_STATE_READY
+        # The bytes, not only the records: the same page as before the restart.
+        assert download(gateway, before.html_page.name, tmp_path / "page-after.html").read_bytes() == page_before
+        after = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=finished.name)).report
+        assert after == before
+        # The next gateway runs the handed-back evaluation, on the kept uploads.
+        resumed = list(watch(gateway, interrupted.name))[-1]
+        assert resumed.state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED, resumed
+        report = gateway.evaluations.GetReport(evaluation_pb2.GetReportRequest(name=interrupted.name)).report
+        assert report.evasion.samples == 359 and len(report.evasion.attacks) == 1
+        # A new evaluation of the kept uploads works too.
+        assert run_to_end(gateway, quick).state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED
+        gateway.close()
+        again.process.send_signal(signal.SIGINT)
+        assert again.wait_for_exit(timeout=150) == 0, again.log
+    finally:
+        again.kill()

@@ -10,9 +10,7 @@ draining gracefully.
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,33 +22,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.cli.client import CliError
+from advex.cli.embedded_s3 import EmbeddedS3
 from advex.core.serving import StopSignals
-
-
-# A presigned URL's credential and signature (query values of the request
-# line an HTTP server logs).
-_PRESIGNED_SECRETS = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"]+", re.IGNORECASE)
-
-
-class _RedactPresigned(logging.Filter):
-    """Takes the signature and credential out of a logged request line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = _PRESIGNED_SECRETS.sub(r"\1<redacted>", message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-def quiet_s3_log() -> None:
-    """The embedded S3 endpoint (werkzeug under moto) logs every request at
-    INFO with its full presigned URL: warnings only, and never a signature
-    or credential, even in those."""
-    server_log = logging.getLogger("werkzeug")
-    server_log.setLevel(logging.WARNING)
-    if not any(isinstance(f, _RedactPresigned) for f in server_log.filters):
-        server_log.addFilter(_RedactPresigned())
 
 
 # A service that exits while the mesh is up is started again after
@@ -131,6 +104,26 @@ def _restart(child: Child, env: dict[str, str], stop: StopSignals) -> None:
         print(f"advex: {child.name:<8} SERVING again at {child.address}", file=sys.stderr)
 
 
+def _start_embedded_s3(var_dir: Path, env: dict[str, str]) -> EmbeddedS3:
+    """The embedded endpoint, its objects under var/s3, and storage pointed
+    at it with a registry of its own (var/storage-embedded.db): the two are
+    kept together, since the registry lists what the objects hold."""
+    objects_dir = var_dir / "s3"
+    storage_db = var_dir / "storage-embedded.db"
+    if storage_db.exists() and not objects_dir.exists():
+        # Left by a version whose embedded endpoint kept objects in memory:
+        # its READY artifacts have no bytes anywhere, so it cannot be kept.
+        storage_db.unlink()
+        print(f"advex: removed {storage_db}: its objects were never kept on disk", file=sys.stderr)
+    server = EmbeddedS3(objects_dir, port=int(env.get("ADVEX_S3_PORT", "0")))
+    env["ADVEX_S3_ENDPOINT"] = server.start()
+    env.setdefault("ADVEX_S3_ACCESS_KEY_ID", "advex-local")
+    env.setdefault("ADVEX_S3_SECRET_ACCESS_KEY", "advex-local")
+    env.setdefault("ADVEX_STORAGE_DATABASE_URL", f"sqlite:///{storage_db}")
+    print(f"advex: embedded S3 endpoint at {env['ADVEX_S3_ENDPOINT']} (objects kept in {objects_dir})", file=sys.stderr)
+    return server
+
+
 def up(var_dir: Path = Path("var")) -> int:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -152,23 +145,7 @@ def up(var_dir: Path = Path("var")) -> int:
 
     s3_server = None
     if not env.get("ADVEX_S3_ENDPOINT"):
-        from moto.server import ThreadedMotoServer
-
-        quiet_s3_log()
-
-        s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(env.get("ADVEX_S3_PORT", "0")), verbose=False)
-        s3_server.start()
-        host, port = s3_server.get_host_and_port()
-        env["ADVEX_S3_ENDPOINT"] = f"http://{host}:{port}"
-        env.setdefault("ADVEX_S3_ACCESS_KEY_ID", "advex-local")
-        env.setdefault("ADVEX_S3_SECRET_ACCESS_KEY", "advex-local")
-        # The embedded endpoint keeps objects in memory only, so a registry
-        # left from an earlier run would list READY artifacts whose bytes are
-        # gone: start it afresh. Evaluations and reports (gateway.db) persist.
-        storage_db = var_dir / "storage-embedded.db"
-        storage_db.unlink(missing_ok=True)
-        env.setdefault("ADVEX_STORAGE_DATABASE_URL", f"sqlite:///{storage_db}")
-        print(f"advex: embedded S3 endpoint at {env['ADVEX_S3_ENDPOINT']} (in memory)", file=sys.stderr)
+        s3_server = _start_embedded_s3(var_dir, env)
     env.setdefault("ADVEX_STORAGE_DATABASE_URL", f"sqlite:///{var_dir / 'storage.db'}")
 
     children: list[Child] = []
