@@ -12,8 +12,9 @@ PACKAGES := protos services/core services/storage services/attack services/scori
 $(BIN)/.installed: constraints.txt $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -r requirements-dev.txt \
-		$(addprefix -e ,$(PACKAGES))
+	# setuptools warns about namespace folders once per editable package (70 lines).
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -c constraints.txt \
+		-r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
 	touch $@
 
 venv: $(BIN)/.installed
