@@ -484,3 +484,49 @@ def test_a_record_poisoned_before_these_checks_does_not_break_listing(storage, s
     listed = storage.stub.ListArtifacts(artifact_pb2.ListArtifactsRequest()).artifacts
     assert [a.name for a in listed] == ["artifacts/zzzzzzzzzzzzzzzzzzzz", good.name]
     assert not listed[0].HasField("model") and listed[1].dataset.samples == 64
+
+
+def _late_put(storage, body: bytes, *, valid: bool) -> artifact_pb2.CreateUploadResponse:
+    """An upload settled READY (or REJECTED), then PUT again through its
+    still-valid URL: the staging object nothing reads."""
+    declared = {} if valid else {"sha256": hashlib.sha256(b"another file").hexdigest()}
+    created = storage.upload(DATASET, body, **declared)
+    if valid:
+        assert storage.complete(created.artifact.name).state == READY
+    else:
+        rpc_error(storage.complete, created.artifact.name)
+    assert storage.put(created, body) == 200
+    assert f"uploads/{created.artifact.name.split('/')[1]}" in storage.object_keys()
+    return created
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["ready", "rejected"])
+def test_a_late_put_is_removed_by_complete_upload_called_again(storage, small_digits_dataset, valid):
+    created = _late_put(storage, small_digits_dataset.read_bytes(), valid=valid)
+    name = created.artifact.name
+    if valid:
+        assert storage.complete(name).state == READY  # the verified object is untouched
+    else:
+        assert rpc_error(storage.complete, name).code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert not [key for key in storage.object_keys() if key.startswith("uploads/")]
+
+
+def test_the_sweep_removes_late_puts_and_keeps_pending_uploads(storage_with, small_digits_dataset):
+    first = storage_with()
+    body = small_digits_dataset.read_bytes()
+    ready = _late_put(first, body, valid=True)
+    rejected = _late_put(first, body, valid=False)
+    deleted = _late_put(first, body, valid=True)
+    first.stub.DeleteArtifact(artifact_pb2.DeleteArtifactRequest(name=deleted.artifact.name))
+    first.put(deleted, body)  # the URL outlives the artifact
+    pending = first.upload(DATASET, body)  # PUT, CompleteUpload not called yet
+    staged = {c.artifact.name.split("/")[1] for c in (ready, rejected, deleted, pending)}
+    assert {f"uploads/{i}" for i in staged} <= set(first.object_keys())
+
+    # A storage server sweeps when it starts (and every ADVEX_STAGING_SWEEP_S).
+    second = storage_with(staging_sweep_s=0)
+    staging = [key for key in second.object_keys() if key.startswith("uploads/")]
+    assert staging == [f"uploads/{pending.artifact.name.split('/')[1]}"]
+    assert second.complete(pending.artifact.name).state == READY  # still completes
+    assert second.fetch(second.stub.GetDownloadUrl(
+        artifact_pb2.GetDownloadUrlRequest(name=ready.artifact.name)).url) == body

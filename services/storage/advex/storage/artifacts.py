@@ -6,7 +6,10 @@ CompleteUpload reads that object back, checks size, SHA-256 and format, and
 only then copies exactly the version it checked (by ETag) to the final key
 ("models/{id}", "datasets/{id}" or "patterns/{id}"). The presigned PUT URL
 stays valid until it expires, so a later PUT can only ever overwrite the
-staging key, never the verified object that evaluations read.
+staging key, never the verified object that evaluations read. Such a late
+PUT (after the artifact became READY or REJECTED, or was deleted) leaves a
+staging object nothing will read: CompleteUpload removes it when called
+again, and `sweep_staging` (at start and periodically) removes the rest.
 """
 
 from __future__ import annotations
@@ -72,8 +75,11 @@ def artifact_name(record: ArtifactRecord) -> str:
     return resource_name(COLLECTION, record.id)
 
 
+_STAGING_PREFIX = "uploads/"
+
+
 def _staging_key(artifact_id: str) -> str:
-    return f"uploads/{artifact_id}"
+    return f"{_STAGING_PREFIX}{artifact_id}"
 
 
 def _sendable(text: str) -> str:
@@ -185,6 +191,9 @@ class ArtifactStore:
         """Verifies the uploaded bytes; READY on success, REJECTED (and
         InvalidArgument with the reason) on any mismatch."""
         record = self.get(name)
+        if record.state in (READY, REJECTED):
+            # Anything there now was PUT after verification ended.
+            self.objects.delete(_staging_key(record.id))
         if record.state == READY:
             return record
         if record.state == REJECTED:
@@ -295,6 +304,22 @@ class ArtifactStore:
         self.objects.delete(record.object_key)
         self.registry.delete(record.id)
         log.info("artifact %s deleted", name)
+
+    def sweep_staging(self) -> int:
+        """Deletes the staging objects of artifacts that are READY, REJECTED
+        or gone (a PUT to a still-valid upload URL after verification ended);
+        returns how many. A PENDING_UPLOAD artifact keeps its object until
+        CompleteUpload or DeleteArtifact."""
+        removed = 0
+        for key in self.objects.keys(_STAGING_PREFIX):
+            record = self.registry.get(key[len(_STAGING_PREFIX):])
+            if record is not None and record.state == PENDING_UPLOAD:
+                continue
+            self.objects.delete(key)
+            removed += 1
+        if removed:
+            log.info("removed %d staging objects PUT after their upload was settled", removed)
+        return removed
 
     def _require(self, artifact_id: str, name: str) -> ArtifactRecord:
         record = self.registry.get(artifact_id)

@@ -31,6 +31,9 @@ class StorageConfig:
     # (N*H*W*C*4 bytes), the form the attack service holds them in memory.
     max_dataset_bytes: int = DEFAULT_MAX_DATASET_BYTES
     create_bucket: bool = True
+    # How often staging objects PUT after their upload was settled are
+    # removed (also once at start); 0 only at start.
+    staging_sweep_s: int = 3600
 
     def __post_init__(self) -> None:
         if self.upload_url_ttl_s <= 0 or self.download_url_ttl_s <= 0:
@@ -42,6 +45,8 @@ class StorageConfig:
             raise ValueError(f"ADVEX_MAX_UPLOAD_BYTES must be between 1 and {_S3_SINGLE_COPY_LIMIT} (5 GiB)")
         if self.max_dataset_bytes <= 0:
             raise ValueError("ADVEX_MAX_DATASET_BYTES must be > 0 (bytes of a dataset's images as float32)")
+        if self.staging_sweep_s < 0:
+            raise ValueError("ADVEX_STAGING_SWEEP_S must be >= 0 seconds (0: sweep only at start)")
         if not self.bucket:
             raise ValueError("ADVEX_S3_BUCKET must not be empty")
 
@@ -63,4 +68,5 @@ class StorageConfig:
             max_upload_bytes=env.integer("ADVEX_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
             max_dataset_bytes=env.integer("ADVEX_MAX_DATASET_BYTES", defaults.max_dataset_bytes),
             create_bucket=env.flag("ADVEX_S3_CREATE_BUCKET", defaults.create_bucket),
+            staging_sweep_s=env.integer("ADVEX_STAGING_SWEEP_S", defaults.staging_sweep_s),
         )

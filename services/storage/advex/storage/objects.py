@@ -164,6 +164,12 @@ class ObjectStore:
                 raise ObjectChanged(source) from error
             raise
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every key that starts with `prefix`, a page of the listing at a time."""
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
     def delete(self, key: str) -> None:
         # Deleting a key that does not exist succeeds on S3, which keeps
         # cleanup idempotent.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -122,6 +123,27 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         return artifact_pb2.DeleteArtifactResponse()
 
 
+def _sweep(store: ArtifactStore) -> None:
+    try:
+        store.sweep_staging()
+    except Exception:  # noqa: BLE001 - housekeeping; the next sweep tries again
+        log.exception("sweeping staging objects failed")
+
+
+def _start_sweeper(store: ArtifactStore, interval_s: int) -> threading.Event:
+    """Sweeps now, then every `interval_s` on a thread until the event is set."""
+    stopped = threading.Event()
+    _sweep(store)
+    if interval_s > 0:
+
+        def loop() -> None:
+            while not stopped.wait(interval_s):
+                _sweep(store)
+
+        threading.Thread(target=loop, name="staging-sweeper", daemon=True).start()
+    return stopped
+
+
 def create_server(address: str, config: StorageConfig) -> tuple[RunningServer, int]:
     """Connects to SQL and S3, then serves ArtifactService on `address`."""
     engine = create_engine(config.database_url, "ADVEX_STORAGE_DATABASE_URL")
@@ -153,6 +175,8 @@ def create_server(address: str, config: StorageConfig) -> tuple[RunningServer, i
         engine.dispose()
         raise
     running.on_stop.append(engine.dispose)
+    # Closed first (on_stop runs last to first).
+    running.on_stop.append(_start_sweeper(store, config.staging_sweep_s).set)
     return running, running.port
 
 
