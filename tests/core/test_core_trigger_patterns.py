@@ -14,6 +14,7 @@ from advex.core.errors import InvalidArgument
 from advex.core.trigger_patterns import (
     PATTERN_MAX_ELEMENTS,
     BadPattern,
+    PatternTooLarge,
     check_pattern_arrays,
     check_pattern_dtypes,
     check_pattern_shapes,
@@ -103,14 +104,14 @@ def test_size_is_checked_from_shapes_alone():
     fits = (2048, 2048, 4)
     assert np.prod(fits) == PATTERN_MAX_ELEMENTS
     check_pattern_shapes(fits, fits[:2])
-    with pytest.raises(BadPattern) as caught:
+    with pytest.raises(PatternTooLarge) as caught:  # RESOURCE_EXHAUSTED, as every size limit
         check_pattern_shapes((2048, 2049, 4), (2048, 2049))
     assert str(caught.value) == (
         f"pattern has shape (2048, 2049, 4): {2048 * 2049 * 4} values; at most {PATTERN_MAX_ELEMENTS} are accepted "
         "(e.g. 2048 x 2048 x 4); use a smaller pattern"
     )
     # Shapes a crafted header could announce: refused without arithmetic trouble.
-    with pytest.raises(BadPattern, match="values; at most"):
+    with pytest.raises(PatternTooLarge, match="values; at most"):
         check_pattern_shapes((2**40, 2**40, 2**40), (2**40, 2**40))
 
 

@@ -26,6 +26,7 @@ MODEL = artifact_pb2.ARTIFACT_KIND_MODEL
 DATASET = artifact_pb2.ARTIFACT_KIND_DATASET
 PATTERN = artifact_pb2.ARTIFACT_KIND_PATTERN
 READY = artifact_pb2.ARTIFACT_STATE_READY
+TOO_BIG = grpc.StatusCode.RESOURCE_EXHAUSTED
 REJECTED = artifact_pb2.ARTIFACT_STATE_REJECTED
 PENDING = artifact_pb2.ARTIFACT_STATE_PENDING_UPLOAD
 
@@ -356,27 +357,43 @@ def test_zip_limits_come_from_the_configuration(storage_with):
     junk = zip_bytes({"x.npy": npy_bytes(X_SMALL), "y.npy": npy_bytes(Y_SMALL), "junk.npy": bytes(4 << 20)},
                      zipfile.ZIP_DEFLATED)
     assert len(junk) < 64 << 10
-    assert_rejected(storage, junk, DATASET, f"'junk.npy' in the .npz dataset expands to {4 << 20} bytes")
+    assert_rejected(storage, junk, DATASET, f"'junk.npy' in the .npz dataset expands to {4 << 20} bytes", code=TOO_BIG)
     # Models: members may expand to about 4x the largest upload.
     small_uploads = storage_with(max_upload_bytes=64 << 10)
     model = zip_bytes({"metadata.json": b"{}", "config.json": b" " * (6 << 20), "model.weights.h5": b"\x89HDF"},
                       zipfile.ZIP_DEFLATED)
-    assert_rejected(small_uploads, model, MODEL, f"'config.json' in the Keras 3 .keras file expands to {6 << 20} bytes")
+    assert_rejected(
+        small_uploads, model, MODEL, f"'config.json' in the Keras 3 .keras file expands to {6 << 20} bytes", code=TOO_BIG
+    )
+
+
+def test_every_size_limit_answers_resource_exhausted(storage):
+    """What the README promises: over a size limit, RESOURCE_EXHAUSTED with
+    the figure and the limit (here config.json's 64 MiB, read whole)."""
+    config = b" " * (65 << 20)
+    model = zip_bytes({"metadata.json": b"{}", "config.json": config, "model.weights.h5": b"\x89HDF"},
+                      zipfile.ZIP_DEFLATED)
+    assert len(model) < 1 << 20
+    assert_rejected(storage, model, MODEL, f"'config.json' in the Keras 3 .keras file is {65 << 20} bytes; at most "
+                    f"{64 << 20} are accepted", code=TOO_BIG)
+    files = {f"f{i}": b"" for i in range(10_001)}
+    assert_rejected(storage, zip_bytes({"x.npy": npy_bytes(X_SMALL), "y.npy": npy_bytes(Y_SMALL), **files}), DATASET,
+                    "holds 10003 files; at most 10000 are accepted", code=TOO_BIG)
 
 
 @pytest.mark.parametrize(
-    "class_names, phrase",
+    "class_names, phrase, code",
     [
         # MemoryError and OverflowError once; now refused from the header.
-        (npy_header("<U100000000", (1_000_000,)) + b"\0" * 100, "class_names lists 1000000 names"),
-        (npy_header("<U4", (2**100,)), f"class_names lists {2**100} names"),
+        (npy_header("<U100000000", (1_000_000,)) + b"\0" * 100, "class_names lists 1000000 names", TOO_BIG),
+        (npy_header("<U4", (2**100,)), f"class_names lists {2**100} names", TOO_BIG),
         (npy_bytes(np.array(["a", "b"])).replace((0x62).to_bytes(4, "little"), (0xD800).to_bytes(4, "little")),
-         "class_names[1] ('\\ud800') is not valid Unicode text"),
+         "class_names[1] ('\\ud800') is not valid Unicode text", grpc.StatusCode.INVALID_ARGUMENT),
     ],
 )
-def test_crafted_class_names_are_rejected_cleanly(storage, class_names, phrase):
+def test_crafted_class_names_are_rejected_cleanly(storage, class_names, phrase, code):
     body = zip_bytes({"x.npy": npy_bytes(X_SMALL), "y.npy": npy_bytes(Y_SMALL), "class_names.npy": class_names})
-    assert_rejected(storage, body, DATASET, phrase)
+    assert_rejected(storage, body, DATASET, phrase, code=code)
 
 
 def test_labels_beyond_int64_are_rejected_and_listing_still_works(storage, small_digits_dataset):
@@ -418,18 +435,22 @@ def test_unexpected_failure_while_verifying_rejects_the_upload(storage, monkeypa
 
 
 @pytest.mark.parametrize(
-    "summary, phrase",
+    "summary, phrase, code",
     [
-        (DatasetSummary(2, (4, 4, 1), "uint8", 0, 2**64, ()), "what it reports cannot be sent to clients (ValueError)"),
-        (DatasetSummary(2, (4, 4, 1), "uint8", 0, 1, ("a\ud800", "b")), "cannot be sent to clients"),
-        (DatasetSummary(2, (4, 4, 1), "uint8", 0, 1, ("n" * 200,) * 12_000), "at most 2097152 are accepted"),
+        (DatasetSummary(2, (4, 4, 1), "uint8", 0, 2**64, ()), "what it reports cannot be sent to clients (ValueError)",
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (DatasetSummary(2, (4, 4, 1), "uint8", 0, 1, ("a\ud800", "b")), "cannot be sent to clients",
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (DatasetSummary(2, (4, 4, 1), "uint8", 0, 1, ("n" * 200,) * 12_000), "at most 2097152 are accepted", TOO_BIG),
     ],
 )
-def test_summary_is_checked_to_be_sendable_before_ready(storage, monkeypatch, small_digits_dataset, summary, phrase):
+def test_summary_is_checked_to_be_sendable_before_ready(
+    storage, monkeypatch, small_digits_dataset, summary, phrase, code
+):
     """A backstop behind verify.py's own checks: whatever slips past them
     makes the upload REJECTED, not a READY record no one can list."""
     monkeypatch.setitem(artifacts._VERIFIERS, "dataset", lambda path, limits: summary)
-    assert_rejected(storage, small_digits_dataset.read_bytes(), DATASET, phrase)
+    assert_rejected(storage, small_digits_dataset.read_bytes(), DATASET, phrase, code=code)
 
 
 def test_losing_the_race_to_a_rejection_leaves_no_final_object(storage, monkeypatch, small_digits_dataset):

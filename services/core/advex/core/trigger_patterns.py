@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from advex.core.errors import InvalidArgument
+from advex.core.errors import InvalidArgument, ResourceExhausted
 
 # 2048 x 2048 pixels of 4 channels: far beyond any image a patch trigger is
 # stamped on, and at most 128 MiB as float64 (the widest accepted dtype).
@@ -36,6 +36,10 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 class BadPattern(InvalidArgument):
     """The pattern or mask does not follow the documented rules; the message
     says what to change."""
+
+
+class PatternTooLarge(ResourceExhausted):
+    """The pattern holds more values than any server accepts."""
 
 
 def _fmt(value: float) -> str:
@@ -68,7 +72,7 @@ def check_pattern_shapes(pattern_shape: tuple[int, ...], mask_shape: tuple[int, 
         raise BadPattern(f"pattern has shape {pattern_shape}; H, W and C must each be at least 1")
     values = math.prod(pattern_shape)
     if values > PATTERN_MAX_ELEMENTS:
-        raise BadPattern(
+        raise PatternTooLarge(
             f"pattern has shape {pattern_shape}: {values} values; at most {PATTERN_MAX_ELEMENTS} are accepted "
             "(e.g. 2048 x 2048 x 4); use a smaller pattern"
         )

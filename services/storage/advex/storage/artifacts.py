@@ -31,6 +31,7 @@ from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactReco
 from advex.storage.verify import (
     DEFAULT_MAX_DATASET_BYTES,
     Summary,
+    TooLarge,
     VerificationError,
     ZipLimits,
     verify_dataset,
@@ -262,7 +263,7 @@ class ArtifactStore:
                 f"({type(error).__name__}); {_HOW_TO_SAVE[record.kind]}"
             ) from error
         if size > MAX_SUMMARY_BYTES:
-            raise VerificationError(
+            raise TooLarge(
                 f"the {record.kind}'s summary (Keras version, class names, ...) is {size} bytes; at most "
                 f"{MAX_SUMMARY_BYTES} are accepted; use shorter or fewer class names"
             )

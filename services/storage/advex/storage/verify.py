@@ -200,7 +200,7 @@ def _open_archive(path: Path, what: str, how_to_save: str, limits: ZipLimits) ->
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
             if len(members) > limits.max_members:
-                raise VerificationError(
+                raise TooLarge(
                     f"the {what} holds {len(members)} files; at most {limits.max_members} are accepted"
                 )
             total = 0
@@ -218,18 +218,21 @@ def _open_archive(path: Path, what: str, how_to_save: str, limits: ZipLimits) ->
                         f"{quoted(member.filename)} in the {what} is encrypted; upload it unencrypted"
                     )
                 if member.file_size > limits.max_member_bytes:
-                    raise VerificationError(
+                    raise TooLarge(
                         f"{quoted(member.filename)} in the {what} expands to {member.file_size} bytes; "
                         f"at most {limits.max_member_bytes} are accepted"
                     )
                 total += member.file_size
             if total > limits.max_total_bytes:
-                raise VerificationError(
+                raise TooLarge(
                     f"the {what} expands to {total} bytes; at most {limits.max_total_bytes} are accepted"
                 )
             yield archive
     except VerificationError:
         raise
+    except ResourceExhausted as error:
+        # The same from advex.core's shared checks (a pattern's size).
+        raise TooLarge(str(error)) from error
     except InvalidArgument as error:
         # What advex.core's shared checks refuse, with their message.
         raise VerificationError(str(error)) from error
@@ -261,7 +264,7 @@ def check_text(value: object, what: str, max_chars: int, fix: str) -> str:
 def _read_small(archive: zipfile.ZipFile, name: str, what: str, limits: ZipLimits) -> bytes:
     info = archive.getinfo(name)
     if info.file_size > limits.max_small_member_bytes:
-        raise VerificationError(
+        raise TooLarge(
             f"'{name}' in the {what} is {info.file_size} bytes; at most {limits.max_small_member_bytes} are accepted"
         )
     return archive.read(name)
@@ -506,10 +509,10 @@ def _read_class_names(archive: zipfile.ZipFile) -> tuple[str, ...]:
                 "np.array(names, dtype=str)"
             )
         if shape[0] > MAX_CLASS_NAMES:
-            raise VerificationError(f"class_names lists {shape[0]} names; at most {MAX_CLASS_NAMES} are accepted")
+            raise TooLarge(f"class_names lists {shape[0]} names; at most {MAX_CLASS_NAMES} are accepted")
         chars = dtype.itemsize // 4
         if chars > MAX_CLASS_NAME_CHARS:
-            raise VerificationError(
+            raise TooLarge(
                 f"class_names has dtype {dtype}: names of up to {chars} characters; at most "
                 f"{MAX_CLASS_NAME_CHARS} characters per name are accepted; {fix}"
             )
@@ -525,7 +528,7 @@ def _read_class_names(archive: zipfile.ZipFile) -> tuple[str, ...]:
     for index, name in enumerate(names):
         total += len(check_text(name, f"class_names[{index}]", MAX_CLASS_NAME_CHARS, fix).encode("utf-8"))
     if total > MAX_CLASS_NAMES_BYTES:
-        raise VerificationError(
+        raise TooLarge(
             f"class_names hold {total} bytes of text; at most {MAX_CLASS_NAMES_BYTES} are accepted (they are sent "
             "with every listing of the dataset); use shorter names"
         )
@@ -634,7 +637,7 @@ def verify_outcomes(path: Path, limits: ZipLimits | None = None) -> None:
     and `adversarial_correct` (uint8, (attacks, ceil(samples / 8))). Read
     with numpy without pickles; small by construction."""
     if path.stat().st_size > MAX_OUTCOMES_BYTES:
-        raise VerificationError(f"an outcomes file is at most {MAX_OUTCOMES_BYTES} bytes")
+        raise TooLarge(f"an outcomes file is at most {MAX_OUTCOMES_BYTES} bytes")
     try:
         with zipfile.ZipFile(path) as archive:
             packed = [i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
