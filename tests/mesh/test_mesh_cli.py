@@ -158,3 +158,16 @@ def test_compare_two_models_on_the_same_samples_with_a_paired_test(mesh, uploade
                              "fgsm:eps=0.05", "--max-samples", "80", "--wait", "--json")
     code, out, err = run_cli(*gateway, "compare", names[0], json.loads(out)["name"])
     assert code == 2 and "ran different attacks" in err and "only in A: fgsm Linf eps=0.2" in err
+
+
+def test_progress_in_a_log_is_one_line_per_stage(mesh, uploaded_digits):
+    """Where stderr is no terminal (a CI log, a pipe), a progress bar's
+    redraws would all stay in the text: one plain line per stage instead."""
+    model, dataset = uploaded_digits
+    code, out, err = run_cli("--gateway", mesh.gateway_address, "evaluate", "--model", model.name, "--dataset",
+                             dataset.name, "--attack", "fgsm:eps=0.1", "--max-samples", "16", "--wait")
+    assert code == 0 and "robustness score" in out
+    assert "\r" not in err and "it/s" not in err
+    lines = err.splitlines()
+    assert lines[-1].startswith("advex: evaluations/") and lines[-1].endswith("100.0% SUCCEEDED: done")
+    assert len(lines) == len(set(lines)) <= 10, lines  # a line per change, never a repeat

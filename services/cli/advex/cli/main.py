@@ -37,16 +37,23 @@ DEMO_POISON_COUNTS = [1, 2, 5, 10, 20]
 
 
 def _wait(gateway: Gateway, name: str, show_progress: bool) -> evaluation_pb2.Evaluation:
-    """Follows an evaluation to its end, with a progress bar on stderr."""
+    """Follows an evaluation to its end, with a progress bar on stderr (on a
+    terminal; elsewhere, such as a CI log, one line per stage)."""
     bar = None
     last = None
+    stage_lines = show_progress and not sys.stderr.isatty()
     try:
         for evaluation in watch(gateway, name):
+            status = f"{render.state_name(evaluation.state)}: {evaluation.progress.stage}"
+            if stage_lines and (last is None or status != f"{render.state_name(last.state)}: {last.progress.stage}"):
+                progress = evaluation.progress
+                percent = 100.0 * progress.done / progress.total if progress.total else 0.0
+                print(f"advex: {name} {percent:5.1f}% {status}", file=sys.stderr)
             last = evaluation
             if bar is None:
                 bar = render.progress_bar(evaluation.progress.total, "evaluating", enabled=show_progress)
             bar.total = evaluation.progress.total
-            bar.set_postfix_str(f"{render.state_name(evaluation.state)}: {evaluation.progress.stage}", refresh=False)
+            bar.set_postfix_str(status, refresh=False)
             bar.update(evaluation.progress.done - bar.n)
     finally:
         if bar is not None:

@@ -45,13 +45,15 @@ def state_name(state: int) -> str:
 
 
 def progress_bar(total: int, description: str, unit: str = "it", enabled: bool = True) -> tqdm:
+    """A bar on stderr, drawn only on a terminal: in a log or a pipe, tqdm's
+    carriage returns would leave every redraw behind as text."""
     return tqdm(
         total=total,
         desc=description,
         unit=unit,
         unit_scale=unit == "B",
         file=sys.stderr,
-        disable=not enabled,
+        disable=not (enabled and sys.stderr.isatty()),
         dynamic_ncols=True,
         leave=True,
     )
