@@ -181,3 +181,25 @@ def test_a_service_that_cannot_start_says_why_in_one_line_and_exits_2():
             assert "Traceback" not in done.stderr
     finally:
         taken.stop(0)
+
+
+def test_the_health_probe_exits_0_only_while_the_server_is_serving():
+    """What compose's healthcheck runs: a real process against a real server."""
+    running = start_server("127.0.0.1:0", [_echo_registration(lambda request, context: request)])
+    address = f"127.0.0.1:{running.port}"
+
+    def probe(*extra):
+        return subprocess.run([sys.executable, "-m", "advex.core.health_probe", address, *extra],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    try:
+        serving = probe()
+        assert serving.returncode == 0 and "SERVING" in serving.stdout
+        assert probe("no.such.Service").returncode == 1
+        running.set_serving(False)  # as while draining
+        draining = probe()
+        assert draining.returncode == 1 and "NOT_SERVING" in draining.stderr
+    finally:
+        running.stop(grace=None)
+    gone = probe("--timeout", "1")
+    assert gone.returncode == 1 and "UNAVAILABLE" in gone.stderr
