@@ -93,7 +93,8 @@ def test_domain_errors_become_their_status_and_surprises_become_internal():
 
 
 def test_a_service_process_drains_and_exits_cleanly_on_sigterm():
-    env = {**os.environ, "ADVEX_SCORING_ADDR": "127.0.0.1:0", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "ADVEX_SCORING_ADDR": "127.0.0.1:0", "ADVEX_SCORING_METRICS_ADDR": "off",
+           "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "advex.scoring"], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -171,6 +172,9 @@ def test_a_service_that_cannot_start_says_why_in_one_line_and_exits_2():
         for env, reason in (
             ({"ADVEX_SCORING_MAX_SAMPLES": "lots"}, "ADVEX_SCORING_MAX_SAMPLES must be a whole number"),
             ({"ADVEX_SCORING_ADDR": f"127.0.0.1:{taken.port}"}, f"could not bind 127.0.0.1:{taken.port}"),
+            ({"ADVEX_SCORING_METRICS_ADDR": "9454"}, "ADVEX_SCORING_METRICS_ADDR must be HOST:PORT"),
+            ({"ADVEX_SCORING_ADDR": "127.0.0.1:0", "ADVEX_SCORING_METRICS_ADDR": f"127.0.0.1:{taken.port}"},
+             f"could not serve metrics at 127.0.0.1:{taken.port} (ADVEX_SCORING_METRICS_ADDR)"),
         ):
             done = subprocess.run(
                 [sys.executable, "-m", "advex.scoring"], env={**os.environ, **env},

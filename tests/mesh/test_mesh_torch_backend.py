@@ -50,7 +50,7 @@ def torch_attack(tmp_path_factory):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADVEX_")}
     env.update(
-        KERAS_BACKEND="torch", PYTHONUNBUFFERED="1", ADVEX_ATTACK_ADDR="127.0.0.1:0",
+        KERAS_BACKEND="torch", PYTHONUNBUFFERED="1", ADVEX_ATTACK_ADDR="127.0.0.1:0", ADVEX_ATTACK_METRICS_ADDR="off",
         ADVEX_ATTACK_CACHE_DIR=str(folder / "cache"),
         PYTHONPATH=os.pathsep.join(p for p in (str(shadow.parent), env.get("PYTHONPATH", "")) if p),
     )

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.cli.client import Gateway
@@ -31,8 +32,10 @@ class _Up(LoggedProcess):
 
     def __init__(self, cwd: Path):
         self.ports = {name: _free_port() for name in SERVICES}
+        self.metrics_ports = {name: _free_port() for name in SERVICES}
         env = {k: v for k, v in os.environ.items() if not k.startswith("ADVEX_")}
         env.update({f"ADVEX_{name}_ADDR": f"127.0.0.1:{port}" for name, port in self.ports.items()})
+        env.update({f"ADVEX_{name}_METRICS_ADDR": f"127.0.0.1:{port}" for name, port in self.metrics_ports.items()})
         env["PYTHONUNBUFFERED"] = "1"
         super().__init__([sys.executable, "-m", "advex.cli.main", "up"], env, ready="mesh up", cwd=cwd)
 
@@ -195,3 +198,73 @@ def test_uploads_reports_and_an_interrupted_evaluation_survive_a_restart(tmp_pat
         assert again.wait_for_exit(timeout=150) == 0, again.log
     finally:
         again.kill()
+
+
+def _scrape(port: int) -> dict[tuple[str, frozenset], float]:
+    """{(metric, labels): value} from a service's /metrics over HTTP."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(scraped, name: str, **labels) -> float:
+    return scraped.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_every_service_serves_prometheus_metrics_that_move_with_the_work(tmp_path, digits_files):
+    from advex.cli.client import upload
+    from advex.v1 import evaluation_pb2
+    from mesh_requests import evasion_request, run_to_end
+
+    model_path, data_path = digits_files
+    up = _Up(tmp_path)
+    try:
+        up.wait_until_up()
+        before = {name: _scrape(port) for name, port in up.metrics_ports.items()}
+        gateway = Gateway.connect(f"127.0.0.1:{up.ports['GATEWAY']}", timeout=30)
+        model = upload(gateway, "model", Path(model_path))
+        dataset = upload(gateway, "dataset", Path(data_path))
+        junk = tmp_path / "junk.keras"
+        junk.write_bytes(b"not a keras file")
+        with pytest.raises(grpc.RpcError) as refused:
+            upload(gateway, "model", junk)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        request = evasion_request(model.name, dataset.name, [evasion_pb2.AttackSpec(attack="fgsm", eps=0.1)],
+                                  max_samples=48)
+        assert run_to_end(gateway, request).state == evaluation_pb2.EVALUATION_STATE_SUCCEEDED
+        gateway.close()
+        after = {name: _scrape(port) for name, port in up.metrics_ports.items()}
+    finally:
+        up.process.send_signal(signal.SIGINT)
+        up.wait_for_exit(timeout=150)
+        up.kill()
+
+    def moved(service, name, **labels):
+        return _value(after[service], name, **labels) - _value(before[service], name, **labels)
+
+    # RPCs by method and code, on every service, with their latencies.
+    rpc = dict(grpc_service="advex.v1.EvaluationService", grpc_method="CreateEvaluation", grpc_type="unary")
+    assert moved("GATEWAY", "grpc_server_handled_total", **rpc, grpc_code="OK") == 1
+    assert moved("GATEWAY", "grpc_server_handling_seconds_count", **rpc) == 1
+    assert moved("GATEWAY", "grpc_server_handled_total", grpc_service="advex.v1.ArtifactService",
+                 grpc_method="CompleteUpload", grpc_type="unary", grpc_code="INVALID_ARGUMENT") == 1
+    assert moved("SCORING", "grpc_server_handled_total", grpc_service="advex.internal.v1.ScoringService",
+                 grpc_method="ScoreEvasion", grpc_type="client_stream", grpc_code="OK") == 1
+    # The gateway's evaluations by state, from its database.
+    assert _value(after["GATEWAY"], "advex_evaluations", state="SUCCEEDED") == 1
+    assert _value(after["GATEWAY"], "advex_evaluation_queue_depth") == 0
+    assert moved("GATEWAY", "advex_evaluations_finished_total", kind="evasion", state="SUCCEEDED") == 1
+    # Storage's uploads, verified and rejected by reason.
+    assert moved("STORAGE", "advex_uploads_verified_total", kind="model") == 1
+    assert moved("STORAGE", "advex_uploads_verified_total", kind="dataset") == 1
+    assert moved("STORAGE", "advex_uploads_rejected_total", kind="model", reason="bad_format") == 1
+    # The attack service's samples attacked (a rate in Prometheus).
+    assert moved("ATTACK", "advex_attack_samples_total", attack="fgsm", norm="inf") == 48

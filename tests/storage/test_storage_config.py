@@ -82,6 +82,7 @@ def test_python_m_advex_storage_serves_creates_its_bucket_and_drains_on_sigterm(
     env = {
         **os.environ,
         "ADVEX_STORAGE_ADDR": "127.0.0.1:0",
+        "ADVEX_STORAGE_METRICS_ADDR": "127.0.0.1:0",
         "ADVEX_S3_ENDPOINT": s3_endpoint,
         "ADVEX_S3_BUCKET": bucket,
         "ADVEX_S3_ACCESS_KEY_ID": "testing",

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from advex.core.metrics import check_address
 from advex.core.settings import EnvReader
 
 
 @dataclass(frozen=True)
 class AttackConfig:
     address: str = "127.0.0.1:50053"
+    # Prometheus /metrics; "" serves none.
+    metrics_address: str = "127.0.0.1:9453"
     # Downloaded models and datasets, named by their SHA-256, so a shard that
     # comes back to this replica does not download them again.
     cache_dir: str = "var/attack-cache"
@@ -36,6 +39,7 @@ class AttackConfig:
     max_dataset_bytes: int = 4 * 1024**3
 
     def __post_init__(self) -> None:
+        check_address(self.metrics_address, "ADVEX_ATTACK_METRICS_ADDR")
         if self.batch_size < 0:
             raise ValueError("ADVEX_ATTACK_BATCH_SIZE must be >= 0 (0: chosen per model)")
         if self.attack_memory_bytes < 1:
@@ -62,6 +66,7 @@ class AttackConfig:
         env = EnvReader(environ)
         return cls(
             address=env.text("ADVEX_ATTACK_ADDR", defaults.address),
+            metrics_address=env.text_or_off("ADVEX_ATTACK_METRICS_ADDR", defaults.metrics_address),
             cache_dir=env.text("ADVEX_ATTACK_CACHE_DIR", defaults.cache_dir),
             batch_size=env.integer("ADVEX_ATTACK_BATCH_SIZE", defaults.batch_size),
             attack_memory_bytes=env.integer("ADVEX_ATTACK_MEMORY_BYTES", defaults.attack_memory_bytes),

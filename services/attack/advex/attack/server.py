@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advex.attack import backend, datasets, engine, models, poisoning, training, triggers
+from advex.attack import backend, datasets, engine, models, monitoring, poisoning, training, triggers
 from advex.attack.config import AttackConfig
 from advex.core import attack_specs, fetch, poison_specs, tensors
 from advex.core.errors import FailedPrecondition, InvalidArgument
@@ -202,6 +202,8 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
                 # A message per step would swamp a large dataset's stream;
                 # epoch ends always go, steps at most every quarter second.
                 elif event.epoch_end or time.monotonic() - last_sent >= 0.25:
+                    if event.epoch_end:
+                        monitoring.TRAINING_EPOCHS.labels(job.resolved.kind).inc()
                     last_sent = time.monotonic()
                     yield attack_service_pb2.RunPoisoningResponse(progress=_progress(event))
             path = training.save_model(trained, Path(scratch))
@@ -306,12 +308,14 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
             examples=picker,
         )
         yield attack_service_pb2.RunEvasionResponse(engine=attack_service_pb2.EngineInfo(versions=backend.versions()))
+        attacked = monitoring.SAMPLES_ATTACKED.labels(attack.attack, attack.norm)
         for batch in _memory_guarded(batches, batch_size):
             for offset in range(0, batch.n, rows):
                 yield attack_service_pb2.RunEvasionResponse(records=_records(batch, offset, offset + rows))
             if batch.adversarial is not None:
                 for chunk in tensors.to_chunks(batch.adversarial, batch.first_sample, max_bytes):
                     yield attack_service_pb2.RunEvasionResponse(adversarial_images=chunk)
+            attacked.inc(batch.n)
         examples = _examples_message(picker, max_bytes)
         if examples is not None:
             yield attack_service_pb2.RunEvasionResponse(examples=examples)

@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from advex.core.errors import ErrorInterceptor
+from advex.core.metrics import MetricsInterceptor, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class RunningServer:
     service_names: Sequence[str]
     # Called after the server stopped (worker threads, DB engines, ...).
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # Prometheus collectors of this server's own state, read at scrape time;
+    # registered by run_service when the process serves metrics.
+    metrics_collectors: list = field(default_factory=list)
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def set_serving(self, serving: bool) -> None:
@@ -127,7 +131,8 @@ def start_server(
     """Binds `address` (port 0 picks a free one), starts, reports SERVING."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[ErrorInterceptor(), *interceptors],
+        # Metrics outermost: it sees the status the error interceptor chose.
+        interceptors=[MetricsInterceptor(), ErrorInterceptor(), *interceptors],
         options=SERVER_OPTIONS,
     )
     for registration in registrations:
@@ -222,6 +227,8 @@ def serve_until_signalled(running: RunningServer, stop: StopSignals, name: str, 
 
 class ServiceConfig(Protocol):
     address: str
+    # HOST:PORT of the Prometheus endpoint; "" serves none.
+    metrics_address: str
 
 
 Config = TypeVar("Config", bound=ServiceConfig)
@@ -243,16 +250,31 @@ def run_service(
     configure_logging(os.environ.get("ADVEX_LOG_LEVEL", "INFO"))
     with StopSignals() as stop:
         _stop_with_parent(os.environ.get("ADVEX_PARENT_PID"))
+        running = metrics = None
         try:
             config = config_from_env(os.environ)
             running, port = create_server(config.address, config)
+            if config.metrics_address:
+                metrics = serve_metrics(
+                    config.metrics_address, f"ADVEX_{name.upper()}_METRICS_ADDR", running.metrics_collectors
+                )
         except (ValueError, OSError) as exc:
             log.debug("start-up failed", exc_info=True)  # the trace, should the message not say enough
             log.error("%s cannot start: %s", name, exc)
+            if running is not None:
+                running.stop(grace=None)
             raise SystemExit(2) from None
         details = describe(config)
-        log.info("%s serving on port %d%s", name, port, f" ({details})" if details else "")
-        serve_until_signalled(running, stop, name)
+        served_metrics = ""
+        if metrics is not None:
+            host = config.metrics_address.rpartition(":")[0]
+            served_metrics = f"; metrics at http://{host}:{metrics.port}/metrics"
+        log.info("%s serving on port %d%s%s", name, port, f" ({details})" if details else "", served_metrics)
+        try:
+            serve_until_signalled(running, stop, name)
+        finally:
+            if metrics is not None:
+                metrics.stop()
 
 
 def _stop_with_parent(parent_pid: str | None) -> None:

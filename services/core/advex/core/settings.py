@@ -25,6 +25,11 @@ class EnvReader:
     def text(self, key: str, default):
         return self._raw(key) or default
 
+    def text_or_off(self, key: str, default: str) -> str:
+        """Like `text`, with "off" meaning "" (a feature turned off)."""
+        raw = self._raw(key)
+        return "" if raw.lower() == "off" else raw or default
+
     def integer(self, key: str, default: int, minimum: int | None = None) -> int:
         raw = self._raw(key)
         if not raw:

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from advex.core.metrics import check_address
 from advex.core.settings import EnvReader
 
 
@@ -20,6 +21,8 @@ MAX_RETRY_BACKOFF_SECONDS = 300.0
 @dataclass
 class GatewayConfig:
     address: str = "127.0.0.1:50051"
+    # Prometheus /metrics; "" serves none.
+    metrics_address: str = "127.0.0.1:9451"
     # SQLAlchemy URL; SQLite for one gateway, PostgreSQL when several share work.
     database_url: str = "sqlite:///var/gateway.db"
     storage_target: str = "127.0.0.1:50052"
@@ -43,6 +46,7 @@ class GatewayConfig:
     max_watchers: int = 100
 
     def __post_init__(self) -> None:
+        check_address(self.metrics_address, "ADVEX_GATEWAY_METRICS_ADDR")
         if self.workers < 1 or self.max_attempts < 1 or self.max_watchers < 1:
             raise ValueError("ADVEX_GATEWAY_WORKERS, ADVEX_MAX_ATTEMPTS and ADVEX_MAX_WATCHERS must be >= 1")
         if not 0 < self.poll_seconds <= self.lease_seconds / 3:
@@ -64,6 +68,7 @@ class GatewayConfig:
         env = EnvReader(environ)
         return cls(
             address=env.text("ADVEX_GATEWAY_ADDR", defaults.address),
+            metrics_address=env.text_or_off("ADVEX_GATEWAY_METRICS_ADDR", defaults.metrics_address),
             database_url=env.text("ADVEX_DATABASE_URL", defaults.database_url),
             storage_target=env.text("ADVEX_STORAGE_TARGET", defaults.storage_target),
             attack_target=env.text("ADVEX_ATTACK_TARGET", defaults.attack_target),

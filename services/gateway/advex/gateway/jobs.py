@@ -280,6 +280,11 @@ class JobStore:
             row = conn.execute(sa.select(evaluations).where(evaluations.c.id == evaluation_id)).mappings().first()
         return EvaluationRow.from_mapping(row) if row else None
 
+    def count_by_state(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(evaluations.c.state, sa.func.count()).group_by(evaluations.c.state))
+            return {state: count for state, count in rows}
+
     def list(self, limit: int, after_id: str | None) -> list[EvaluationRow]:
         """Newest first; `after_id` is where the previous page ended."""
         query = sa.select(evaluations).order_by(evaluations.c.id.desc()).limit(limit)

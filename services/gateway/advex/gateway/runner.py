@@ -22,7 +22,7 @@ import time
 import grpc
 
 from advex.core.errors import status_of
-from advex.gateway import jobs, pages
+from advex.gateway import jobs, monitoring, pages
 from advex.gateway.config import GatewayConfig
 from advex.gateway.kinds import KINDS
 from advex.gateway.work import CANCEL, DRAIN, LOST, Downstream, RunState, Work
@@ -92,7 +92,7 @@ class EvaluationRunner:
         except Exception as exc:  # noqa: BLE001 - every failure becomes the evaluation's state
             self._end_after_error(row, worker, run, exc)
         else:
-            if self._record(self.store.finish, row.id, worker, jobs.SUCCEEDED, report=report.SerializeToString()):
+            if self._finish(row, worker, jobs.SUCCEEDED, report=report.SerializeToString()):
                 log.info("evaluation %s SUCCEEDED", row.id)
             else:
                 log.warning("evaluation %s finished here, but its claim had passed to another gateway", row.id)
@@ -104,7 +104,7 @@ class EvaluationRunner:
 
     def _end_after_error(self, row: jobs.EvaluationRow, worker: str, run: RunState, exc: Exception) -> None:
         if run.outcome == CANCEL:
-            self._record(self.store.finish, row.id, worker, jobs.CANCELLED, error="cancelled by request")
+            self._finish(row, worker, jobs.CANCELLED, error="cancelled by request")
             log.info("evaluation %s CANCELLED", row.id)
             return
         if run.outcome == DRAIN:
@@ -127,8 +127,15 @@ class EvaluationRunner:
             self._record(self.store.release, row.id, worker, retry_in=backoff, stage=stage)
             return
         message = failure_message(run.stage, exc, row.attempts)
-        self._record(self.store.finish, row.id, worker, jobs.FAILED, error=message)
+        self._finish(row, worker, jobs.FAILED, error=message)
         log.info("evaluation %s FAILED: %s", row.id, message)
+
+    def _finish(self, row: jobs.EvaluationRow, worker: str, state: str, **values) -> bool:
+        """Ends the evaluation (see JobStore.finish) and counts it."""
+        finished = self._record(self.store.finish, row.id, worker, state, **values)
+        if finished:
+            monitoring.EVALUATIONS_FINISHED.labels(row.kind, state).inc()
+        return finished
 
     def _record(self, write, *args, **kwargs):
         """Retries a state write through a database hiccup; if the database

@@ -9,7 +9,7 @@ from google.protobuf import timestamp_pb2
 
 from advex.core.errors import InvalidArgument
 from advex.core.serving import Registration, RunningServer, run_service, start_server
-from advex.gateway import jobs
+from advex.gateway import jobs, monitoring
 from advex.gateway.config import GatewayConfig
 from advex.gateway.evaluations import COLLECTION, Evaluations
 from advex.gateway.kinds import KINDS
@@ -155,6 +155,7 @@ def create_server(address: str, config: GatewayConfig) -> tuple[RunningServer, i
     # Stop order on drain: RPCs first (server.stop), then workers hand their
     # evaluations back, then connections close.
     running.on_stop.extend([store.close, downstream.close, workers.stop])
+    running.metrics_collectors.append(monitoring.EvaluationStates(store))
     workers.start()
     return running, running.port
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from advex.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from advex.core.resources import decode_page_token, encode_page_token, new_id, page_size, parse_name, resource_name
+from advex.storage import monitoring
 from advex.storage.objects import ObjectChanged, ObjectStore
 from advex.storage.protos import summary_wire_size
 from advex.storage.registry import PENDING_UPLOAD, READY, REJECTED, ArtifactRecord, Registry
@@ -210,7 +211,7 @@ class ArtifactStore:
                 "then call CompleteUpload",
             )
         if info.size != record.size_bytes:
-            return self._reject(record, self._size_mismatch(info.size, record.size_bytes))
+            return self._reject(record, self._size_mismatch(info.size, record.size_bytes), monitoring.SIZE_MISMATCH)
 
         with tempfile.NamedTemporaryFile(dir=self.scratch_dir, prefix="advex-verify-") as scratch:
             try:
@@ -218,24 +219,30 @@ class ArtifactStore:
             except ObjectChanged:
                 return self._settled_elsewhere(record, self._replaced(name))
             if download.size != record.size_bytes:
-                return self._reject(record, self._size_mismatch(download.size, record.size_bytes))
+                return self._reject(
+                    record, self._size_mismatch(download.size, record.size_bytes), monitoring.SIZE_MISMATCH
+                )
             if download.sha256 != record.sha256:
                 return self._reject(
                     record,
                     f"SHA-256 of the uploaded bytes is {download.sha256} but {record.sha256} was declared; "
                     "the file changed or was corrupted in transit; upload again with CreateUpload",
+                    monitoring.SHA256_MISMATCH,
                 )
             try:
                 summary = self._verify(record, Path(scratch.name))
             except VerificationError as error:
                 # TooLarge keeps its RESOURCE_EXHAUSTED code.
-                return self._reject(record, str(error), type(error))
+                why = monitoring.TOO_LARGE if isinstance(error, TooLarge) else monitoring.BAD_FORMAT
+                return self._reject(record, str(error), why, type(error))
             except Exception as error:
                 # A bug or a file crafted past the checks: the upload must
                 # still end REJECTED, never stuck PENDING with its object.
                 log.exception("verifying artifact %s failed unexpectedly", name)
                 return self._reject(
-                    record, f"could not verify the upload: {type(error).__name__}; {_HOW_TO_SAVE[record.kind]}"
+                    record,
+                    f"could not verify the upload: {type(error).__name__}; {_HOW_TO_SAVE[record.kind]}",
+                    monitoring.UNEXPECTED,
                 )
 
         try:
@@ -247,6 +254,7 @@ class ArtifactStore:
                 record, f"artifact '{name}' changed state while it was being verified", copied=True
             )
         self.objects.delete(staging)
+        monitoring.UPLOADS_VERIFIED.labels(record.kind).inc()
         log.info("artifact %s (%s, %d bytes) is READY", name, record.kind, record.size_bytes)
         return self._require(record.id, name)
 
@@ -339,12 +347,15 @@ class ArtifactStore:
     def _replaced(name: str) -> str:
         return f"the upload of '{name}' was replaced while it was being verified; call CompleteUpload again"
 
-    def _reject(self, record: ArtifactRecord, reason: str, error=InvalidArgument) -> ArtifactRecord:
+    def _reject(self, record: ArtifactRecord, reason: str, why: str, error=InvalidArgument) -> ArtifactRecord:
+        """REJECTED with `reason` (for the user) and `why` (one of
+        monitoring's reasons, for the rejection counter)."""
         reason = _sendable(reason)
         # The object goes before the state changes, so a failure in between
         # leaves a PENDING artifact that CompleteUpload can reject again.
         self.objects.delete(_staging_key(record.id))
         if self.registry.mark_rejected(record.id, reason):
+            monitoring.UPLOADS_REJECTED.labels(record.kind, why).inc()
             log.info("artifact %s REJECTED: %s", artifact_name(record), reason)
             raise error(reason)
         return self._settled_elsewhere(record, reason, error=error)

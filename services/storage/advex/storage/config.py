@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from advex.core.metrics import check_address
 from advex.core.settings import EnvReader
 from advex.storage.verify import DEFAULT_MAX_DATASET_BYTES
 
@@ -16,6 +17,8 @@ _S3_SINGLE_COPY_LIMIT = 5 * 1024**3
 @dataclass(frozen=True)
 class StorageConfig:
     address: str = "127.0.0.1:50052"
+    # Prometheus /metrics; "" serves none.
+    metrics_address: str = "127.0.0.1:9452"
     # None means AWS S3 itself; set it for MinIO, moto or another S3 endpoint.
     s3_endpoint: str | None = None
     bucket: str = "advex"
@@ -36,6 +39,7 @@ class StorageConfig:
     staging_sweep_s: int = 3600
 
     def __post_init__(self) -> None:
+        check_address(self.metrics_address, "ADVEX_STORAGE_METRICS_ADDR")
         if self.upload_url_ttl_s <= 0 or self.download_url_ttl_s <= 0:
             raise ValueError("ADVEX_UPLOAD_URL_TTL_S and ADVEX_DOWNLOAD_URL_TTL_S must be > 0 seconds")
         # SigV4 presigned URLs are valid for at most 7 days.
@@ -57,6 +61,7 @@ class StorageConfig:
         env = EnvReader(environ)
         return cls(
             address=env.text("ADVEX_STORAGE_ADDR", defaults.address),
+            metrics_address=env.text_or_off("ADVEX_STORAGE_METRICS_ADDR", defaults.metrics_address),
             s3_endpoint=env.text("ADVEX_S3_ENDPOINT", None),
             bucket=env.text("ADVEX_S3_BUCKET", defaults.bucket),
             s3_region=env.text("ADVEX_S3_REGION", defaults.s3_region),
