@@ -40,11 +40,12 @@ class Mesh:
         self.servers.pop("gateway").stop(grace)
 
 
-@pytest.fixture(scope="module")
-def mesh(s3_endpoint, tmp_path_factory):
+def start_mesh(s3_endpoint: str, work: Path, storage: dict | None = None, attack: dict | None = None,
+               gateway: dict | None = None) -> Mesh:
+    """The four servers in-process on 127.0.0.1 port 0, SQLite under `work`,
+    objects in a bucket of their own; the dicts override config fields."""
     import boto3
 
-    work = tmp_path_factory.mktemp("mesh")
     bucket = f"mesh-{work.name.lower().replace('_', '-')}"[:60]
     boto3.client("s3", endpoint_url=s3_endpoint, **S3_CREDENTIALS).create_bucket(Bucket=bucket)
     servers = {}
@@ -57,9 +58,12 @@ def mesh(s3_endpoint, tmp_path_factory):
             s3_access_key_id=S3_CREDENTIALS["aws_access_key_id"],
             s3_secret_access_key=S3_CREDENTIALS["aws_secret_access_key"],
             database_url=f"sqlite:///{work / 'storage.db'}",
+            **(storage or {}),
         ),
     )
-    servers["attack"], attack_port = create_attack("127.0.0.1:0", AttackConfig(cache_dir=str(work / "attack-cache")))
+    servers["attack"], attack_port = create_attack(
+        "127.0.0.1:0", AttackConfig(cache_dir=str(work / "attack-cache"), **(attack or {}))
+    )
     servers["scoring"], scoring_port = create_scoring("127.0.0.1:0", ScoringConfig())
     mesh = Mesh(
         GatewayConfig(
@@ -69,16 +73,41 @@ def mesh(s3_endpoint, tmp_path_factory):
             scoring_target=f"127.0.0.1:{scoring_port}",
             poll_seconds=0.2,
             instance_id="test-gateway",
+            **(gateway or {}),
         ),
         servers,
         attack_cache=work / "attack-cache",
     )
-    gateway = mesh.start_gateway()
-    gateway.close()
-    yield mesh
+    mesh.start_gateway().close()
+    return mesh
+
+
+def stop_mesh(mesh: Mesh) -> None:
     for name in ("gateway", "attack", "scoring", "storage"):
-        if name in servers:
-            servers[name].stop(1)
+        if name in mesh.servers:
+            mesh.servers[name].stop(1)
+
+
+@pytest.fixture(scope="module")
+def mesh(s3_endpoint, tmp_path_factory):
+    mesh = start_mesh(s3_endpoint, tmp_path_factory.mktemp("mesh"))
+    yield mesh
+    stop_mesh(mesh)
+
+
+@pytest.fixture(scope="module")
+def mesh_with(s3_endpoint, tmp_path_factory):
+    """mesh_with(storage={...}, attack={...}, gateway={...}): a mesh of this
+    module's own with some config fields changed, stopped after the module."""
+    started = []
+
+    def start(**overrides) -> Mesh:
+        started.append(start_mesh(s3_endpoint, tmp_path_factory.mktemp("mesh"), **overrides))
+        return started[-1]
+
+    yield start
+    for mesh in started:
+        stop_mesh(mesh)
 
 
 @pytest.fixture

@@ -6,12 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from advex.core.metrics import check_address
+from advex.core.object_routes import check_endpoint
 from advex.core.settings import EnvReader
 
 
 @dataclass(frozen=True)
 class AttackConfig:
     address: str = "127.0.0.1:50053"
+    # Where this service connects for presigned URLs that name the public
+    # endpoint (see advex.core.object_routes); both unset: where URLs say.
+    s3_endpoint: str | None = None
+    s3_public_endpoint: str | None = None
     # Prometheus /metrics; "" serves none.
     metrics_address: str = "127.0.0.1:9453"
     # Downloaded models and datasets, named by their SHA-256, so a shard that
@@ -40,6 +45,8 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         check_address(self.metrics_address, "ADVEX_ATTACK_METRICS_ADDR")
+        check_endpoint(self.s3_endpoint, "ADVEX_S3_ENDPOINT")
+        check_endpoint(self.s3_public_endpoint, "ADVEX_S3_PUBLIC_ENDPOINT")
         if self.batch_size < 0:
             raise ValueError("ADVEX_ATTACK_BATCH_SIZE must be >= 0 (0: chosen per model)")
         if self.attack_memory_bytes < 1:
@@ -67,6 +74,8 @@ class AttackConfig:
         return cls(
             address=env.text("ADVEX_ATTACK_ADDR", defaults.address),
             metrics_address=env.text_or_off("ADVEX_ATTACK_METRICS_ADDR", defaults.metrics_address),
+            s3_endpoint=env.text("ADVEX_S3_ENDPOINT", None),
+            s3_public_endpoint=env.text("ADVEX_S3_PUBLIC_ENDPOINT", None),
             cache_dir=env.text("ADVEX_ATTACK_CACHE_DIR", defaults.cache_dir),
             batch_size=env.integer("ADVEX_ATTACK_BATCH_SIZE", defaults.batch_size),
             attack_memory_bytes=env.integer("ADVEX_ATTACK_MEMORY_BYTES", defaults.attack_memory_bytes),

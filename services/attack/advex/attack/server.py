@@ -24,7 +24,7 @@ import numpy as np
 
 from advex.attack import backend, datasets, engine, models, monitoring, poisoning, training, triggers
 from advex.attack.config import AttackConfig
-from advex.core import attack_specs, fetch, poison_specs, tensors
+from advex.core import attack_specs, fetch, object_routes, poison_specs, tensors
 from advex.core.errors import FailedPrecondition, InvalidArgument
 from advex.core.presigned import file_digest, put_file
 from advex.core.serving import Registration, RunningServer, run_service, start_server
@@ -451,6 +451,7 @@ def create_server(
     """
     backend.check_backend()
     models.require_safe_keras()
+    object_routes.route(config.s3_public_endpoint, config.s3_endpoint)
     servicer = servicer or AttackServicer(config)
     running = start_server(
         address,

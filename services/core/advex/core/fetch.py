@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from advex.core import object_routes
 from advex.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,9 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 # build_opener keeps its other default handlers (proxies from the environment
-# included) but uses this redirect handler instead of the following one.
-_OPENER = urllib.request.build_opener(_NoRedirects)
+# included) but uses this redirect handler instead of the following one; the
+# routed ones reach the object store's internal endpoint where one is set.
+_OPENER = object_routes.opener(_NoRedirects)
 
 
 def fetch(location: Location, cache_dir: str | os.PathLike, *, suffix: str, what: str, max_bytes: int) -> Path:

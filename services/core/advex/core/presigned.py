@@ -10,9 +10,12 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from advex.core import object_routes
 from advex.core.errors import FailedPrecondition, Unavailable
 
 UPLOAD_TIMEOUT_S = 300.0
+# Routed to the object store's internal endpoint where a service set one.
+_OPENER = object_routes.opener()
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -64,7 +67,7 @@ def put_file(
         request.add_header(key, value)
     request.add_header("Content-Length", str(size))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - a presigned URL
+        with _OPENER.open(request, timeout=timeout) as response:  # noqa: S310 - a presigned URL
             response.read()
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from advex.core.metrics import check_address
+from advex.core.object_routes import check_endpoint
 from advex.core.settings import EnvReader
 
 
@@ -21,6 +22,10 @@ MAX_RETRY_BACKOFF_SECONDS = 300.0
 @dataclass
 class GatewayConfig:
     address: str = "127.0.0.1:50051"
+    # Where this service connects for presigned URLs that name the public
+    # endpoint (see advex.core.object_routes); both unset: where URLs say.
+    s3_endpoint: str | None = None
+    s3_public_endpoint: str | None = None
     # Prometheus /metrics; "" serves none.
     metrics_address: str = "127.0.0.1:9451"
     # SQLAlchemy URL; SQLite for one gateway, PostgreSQL when several share work.
@@ -47,6 +52,8 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         check_address(self.metrics_address, "ADVEX_GATEWAY_METRICS_ADDR")
+        check_endpoint(self.s3_endpoint, "ADVEX_S3_ENDPOINT")
+        check_endpoint(self.s3_public_endpoint, "ADVEX_S3_PUBLIC_ENDPOINT")
         if self.workers < 1 or self.max_attempts < 1 or self.max_watchers < 1:
             raise ValueError("ADVEX_GATEWAY_WORKERS, ADVEX_MAX_ATTEMPTS and ADVEX_MAX_WATCHERS must be >= 1")
         if not 0 < self.poll_seconds <= self.lease_seconds / 3:
@@ -69,6 +76,8 @@ class GatewayConfig:
         return cls(
             address=env.text("ADVEX_GATEWAY_ADDR", defaults.address),
             metrics_address=env.text_or_off("ADVEX_GATEWAY_METRICS_ADDR", defaults.metrics_address),
+            s3_endpoint=env.text("ADVEX_S3_ENDPOINT", None),
+            s3_public_endpoint=env.text("ADVEX_S3_PUBLIC_ENDPOINT", None),
             database_url=env.text("ADVEX_DATABASE_URL", defaults.database_url),
             storage_target=env.text("ADVEX_STORAGE_TARGET", defaults.storage_target),
             attack_target=env.text("ADVEX_ATTACK_TARGET", defaults.attack_target),

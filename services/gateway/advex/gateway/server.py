@@ -9,6 +9,7 @@ from google.protobuf import timestamp_pb2
 
 from advex.core.errors import InvalidArgument
 from advex.core.serving import Registration, RunningServer, run_service, start_server
+from advex.core import object_routes
 from advex.gateway import jobs, monitoring
 from advex.gateway.config import GatewayConfig
 from advex.gateway.evaluations import COLLECTION, Evaluations
@@ -132,6 +133,7 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
 
 
 def create_server(address: str, config: GatewayConfig) -> tuple[RunningServer, int]:
+    object_routes.route(config.s3_public_endpoint, config.s3_endpoint)
     store = jobs.JobStore(config.database_url)
     downstream = Downstream.connect(config)
     runner = EvaluationRunner(store, downstream, config)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from advex.core.metrics import check_address
+from advex.core.object_routes import check_endpoint
 from advex.core.settings import EnvReader
 from advex.storage.verify import DEFAULT_MAX_DATASET_BYTES
 
@@ -21,6 +22,9 @@ class StorageConfig:
     metrics_address: str = "127.0.0.1:9452"
     # None means AWS S3 itself; set it for MinIO, moto or another S3 endpoint.
     s3_endpoint: str | None = None
+    # What presigned URLs name, when users reach the store at another address
+    # than storage does (compose: http://localhost:9000 vs http://minio:9000).
+    s3_public_endpoint: str | None = None
     bucket: str = "advex"
     s3_region: str = "us-east-1"
     # None leaves credentials to boto3's usual chain (env, profile, IAM role).
@@ -40,6 +44,8 @@ class StorageConfig:
 
     def __post_init__(self) -> None:
         check_address(self.metrics_address, "ADVEX_STORAGE_METRICS_ADDR")
+        check_endpoint(self.s3_endpoint, "ADVEX_S3_ENDPOINT")
+        check_endpoint(self.s3_public_endpoint, "ADVEX_S3_PUBLIC_ENDPOINT")
         if self.upload_url_ttl_s <= 0 or self.download_url_ttl_s <= 0:
             raise ValueError("ADVEX_UPLOAD_URL_TTL_S and ADVEX_DOWNLOAD_URL_TTL_S must be > 0 seconds")
         # SigV4 presigned URLs are valid for at most 7 days.
@@ -63,6 +69,7 @@ class StorageConfig:
             address=env.text("ADVEX_STORAGE_ADDR", defaults.address),
             metrics_address=env.text_or_off("ADVEX_STORAGE_METRICS_ADDR", defaults.metrics_address),
             s3_endpoint=env.text("ADVEX_S3_ENDPOINT", None),
+            s3_public_endpoint=env.text("ADVEX_S3_PUBLIC_ENDPOINT", None),
             bucket=env.text("ADVEX_S3_BUCKET", defaults.bucket),
             s3_region=env.text("ADVEX_S3_REGION", defaults.s3_region),
             s3_access_key_id=env.text("ADVEX_S3_ACCESS_KEY_ID", None),

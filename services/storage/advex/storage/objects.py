@@ -54,24 +54,31 @@ class ObjectStore:
         bucket: str,
         *,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         region: str = "us-east-1",
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.region = region
-        self._s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-        )
+        def client(endpoint: str | None):
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=Config(
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path"},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                ),
+            )
+
+        self._s3 = client(endpoint_url)
+        # Presigning is local arithmetic: this client never connects. Its
+        # endpoint is what the URLs name, the address users reach.
+        self._signer = client(public_endpoint_url) if public_endpoint_url else self._s3
 
     def ensure_bucket(self) -> None:
         try:
@@ -91,7 +98,7 @@ class ObjectStore:
         other size before storing it (moto does not enforce this; verification
         at CompleteUpload catches it either way).
         """
-        url = self._s3.generate_presigned_url(
+        url = self._signer.generate_presigned_url(
             "put_object",
             Params={"Bucket": self.bucket, "Key": key, "ContentLength": size, "ContentType": CONTENT_TYPE},
             ExpiresIn=ttl_s,
@@ -100,7 +107,7 @@ class ObjectStore:
         return url, {"Content-Type": CONTENT_TYPE, "Content-Length": str(size)}
 
     def presigned_get(self, key: str, ttl_s: int) -> str:
-        return self._s3.generate_presigned_url(
+        return self._signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s, HttpMethod="GET"
         )
 

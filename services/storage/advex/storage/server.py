@@ -151,6 +151,7 @@ def create_server(address: str, config: StorageConfig) -> tuple[RunningServer, i
         objects = ObjectStore(
             config.bucket,
             endpoint_url=config.s3_endpoint,
+            public_endpoint_url=config.s3_public_endpoint,
             region=config.s3_region,
             access_key_id=config.s3_access_key_id,
             secret_access_key=config.s3_secret_access_key,
