@@ -207,3 +207,29 @@ def test_the_health_probe_exits_0_only_while_the_server_is_serving():
         running.stop(grace=None)
     gone = probe("--timeout", "1")
     assert gone.returncode == 1 and "UNAVAILABLE" in gone.stderr
+
+
+def test_a_name_with_several_addresses_gets_calls_spread_over_all_of_them():
+    """What the gateway does with ADVEX_ATTACK_TARGET=dns:///attack.advex.svc:50053
+    over a headless Service: round robin over every replica the name resolves to."""
+    from advex.core.serving import open_channel
+    from loopback_dns import LoopbackDns
+
+    def answering_with(address):
+        return _echo_registration(lambda request, context: address.encode())
+
+    first = start_server("127.0.0.1:0", [answering_with("127.0.0.1")])
+    port = first.port
+    servers = [first] + [start_server(f"{ip}:{port}", [answering_with(ip)]) for ip in ("127.0.0.2", "127.0.0.3")]
+    dns = LoopbackDns({"attack.advex.test": ["127.0.0.1", "127.0.0.2", "127.0.0.3"]})
+    try:
+        with open_channel(dns.authority("attack.advex.test", port)) as channel:
+            call = channel.unary_unary("/test.Echo/Call")
+            answers = [call(b"", timeout=10, wait_for_ready=True).decode() for _ in range(30)]
+    finally:
+        dns.close()
+        for server in servers:
+            server.stop(grace=None)
+    assert ("attack.advex.test", 1) in dns.queries  # resolved through the name, not a fixed address
+    counts = {ip: answers.count(ip) for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3")}
+    assert all(count >= 5 for count in counts.values()), counts

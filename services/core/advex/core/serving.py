@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # Every service and channel in the mesh uses these, so the two ends agree.
 KEEPALIVE_SECONDS = 30
+MAX_CONNECTION_AGE_SECONDS = 300
 # How long a drain waits for health watchers to be told NOT_SERVING before
 # it stops the server anyway (RunningServer.stop).
 HEALTH_NOTICE_SECONDS = 2.0
@@ -46,6 +47,11 @@ SERVER_OPTIONS = [
     # attack computing); grpc's default policy would answer such pings with
     # GOAWAY "too_many_pings" and end the call.
     ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_SECONDS * 1000 // 2),
+    # Clients resolve a DNS name again only when a connection ends: closing
+    # each connection after MAX_CONNECTION_AGE_SECONDS (with GOAWAY, calls in
+    # flight finish: no grace limit) makes a gateway find the attack replicas
+    # an autoscaler added behind a headless Service.
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
 ]
 CHANNEL_OPTIONS = [
     # A peer that vanished without closing its connection (host gone, network
@@ -54,6 +60,10 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # A target that resolves to several addresses (`dns:///attack.advex.svc:50053`
+    # over a headless Service, or `ipv4:10.0.0.1:50053,10.0.0.2:50053`) gets
+    # its calls spread over all of them; one address: no difference.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 
