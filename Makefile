@@ -48,10 +48,17 @@ check-proto: proto
 lint: venv
 	$(BIN)/buf lint protos
 
-# CI: fails when protos/ breaks the published contract (protos/api-baseline.binpb,
-# buf's FILE rules): clients generated from it must keep working.
+# CI: fails when protos/ breaks the wire contract (buf's FILE rules): against
+# the published one (protos/api-baseline.binpb), which clients are generated
+# from, and against the last commit on main (its merge base; the commit
+# before HEAD when HEAD is main), which the replicas of a rolling upgrade
+# still run. A new package version (advex.v2 beside advex.v1) is not a break.
 breaking: venv
 	$(BIN)/buf breaking protos --against protos/api-baseline.binpb
+	@base=$$(git merge-base HEAD main 2>/dev/null || true); \
+	if [ -z "$$base" ] || [ "$$base" = "$$(git rev-parse HEAD)" ]; then base=$$(git rev-parse -q --verify HEAD~1 || true); fi; \
+	if [ -z "$$base" ]; then echo "make breaking: no earlier commit on main to compare protos/ with (shallow clone?)"; \
+	else echo "buf breaking protos against $$base"; $(BIN)/buf breaking protos --against ".git#ref=$$base,subdir=protos"; fi
 
 # Only after a deliberate, announced break of the contract: records the
 # protos as they are now as the contract CI holds them to.
