@@ -18,8 +18,11 @@ N = 64
 def assert_same_as_cleverhans(ours, direct):
     """The engine runs CleverHans' ops compiled (compiled.py); a compiled
     graph may sum in another order (the L2 normalisation), so equal to
-    float32 round-off, not bit for bit."""
-    np.testing.assert_allclose(ours, direct, rtol=0, atol=2e-6)
+    float32 round-off, not bit for bit. Iterated attacks (BIM, MIM: 10
+    steps) accumulate that round-off: seen up to 2.1e-6 on inputs near 0.5
+    (about 35 float32 ulps) when the CPU was shared, so the bound is 5e-6,
+    still a hundred times below any step size tested."""
+    np.testing.assert_allclose(ours, direct, rtol=0, atol=5e-6)
 
 
 spec = resolve
