@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := protos services/core services/storage services/attack services/scoring services/gateway services/cli
 
-.PHONY: venv browser run test proto check-proto lint breaking api-baseline bench clean
+.PHONY: venv browser node-example run test proto check-proto lint breaking api-baseline bench clean
 
 # One venv with every service installed editable; each folder contributes its
 # part of the `advex` namespace package. Reinstalls when a pyproject or the
@@ -22,8 +22,17 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/advex up
 
-test: venv browser
+test: venv browser node-example
 	$(BIN)/python -m pytest
+
+# The Node.js client example's dependencies (examples/node, tested by
+# tests/mesh/test_mesh_node_client.py), from its lockfile; again when the
+# lockfile is newer. --ignore-scripts: none of them needs an install script.
+node-example: examples/node/node_modules/.package-lock.json
+
+examples/node/node_modules/.package-lock.json: examples/node/package-lock.json examples/node/package.json
+	npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund
+	touch $@
 
 # The report page test drives Debian's headless Chromium (packages chromium
 # and chromium-driver): installed here where missing, which needs root.
