@@ -8,11 +8,11 @@ PACKAGES := protos services/core services/storage services/attack services/scori
 
 # One venv with every service installed editable; each folder contributes its
 # part of the `advex` namespace package. Reinstalls when a pyproject or the
-# constraints change.
+# constraints change. PYTHONWARNINGS: setuptools warns about namespace folders
+# once per editable package (70 lines of noise on a first `make run`).
 $(BIN)/.installed: constraints.txt $(addsuffix /pyproject.toml,$(PACKAGES)) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# setuptools warns about namespace folders once per editable package (70 lines).
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -c constraints.txt \
 		-r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
 	touch $@

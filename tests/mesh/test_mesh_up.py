@@ -61,6 +61,7 @@ def test_advex_up_serves_the_mesh_and_ctrl_c_stops_every_service(tmp_path):
         # Four drains one after the other, each bounded by up's own 30 s.
         assert up.wait_for_exit(timeout=150) == 0, up.log
         assert up.log.count("received SIGTERM") == 4, up.log  # each service drained
+        assert up.lines[-1].strip() == "advex: mesh stopped", up.log
         for name, port in up.ports.items():
             with socket.socket() as s:
                 assert s.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens"

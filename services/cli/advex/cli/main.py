@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -36,16 +37,24 @@ DEMO_BUDGETS = [0.05, 0.1, 0.2, 0.3]
 DEMO_POISON_COUNTS = [1, 2, 5, 10, 20]
 
 
+_EPOCH_COUNT = re.compile(r":? *epoch \d+/\d+$")
+
+
 def _wait(gateway: Gateway, name: str, show_progress: bool) -> evaluation_pb2.Evaluation:
     """Follows an evaluation to its end, with a progress bar on stderr (on a
     terminal; elsewhere, such as a CI log, one line per stage)."""
     bar = None
     last = None
     stage_lines = show_progress and not sys.stderr.isatty()
+    logged = None
     try:
         for evaluation in watch(gateway, name):
             status = f"{render.state_name(evaluation.state)}: {evaluation.progress.stage}"
-            if stage_lines and (last is None or status != f"{render.state_name(last.state)}: {last.progress.stage}"):
+            # A training stage counts its epochs ("...: epoch 3/30"): one
+            # line per training, not per epoch.
+            stage = _EPOCH_COUNT.sub("", status)
+            if stage_lines and stage != logged:
+                logged = stage
                 progress = evaluation.progress
                 percent = 100.0 * progress.done / progress.total if progress.total else 0.0
                 print(f"advex: {name} {percent:5.1f}% {status}", file=sys.stderr)

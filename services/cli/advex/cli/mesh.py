@@ -180,15 +180,28 @@ def up(var_dir: Path = Path("var")) -> int:
         print(f"advex: {exc}", file=sys.stderr)
         code = 1
     finally:
-        # Gateway first, so no new work reaches the services behind it.
-        for child in reversed(children):
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-                try:
-                    child.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.process.kill()
+        # The gateway first (it hands running evaluations back and stops
+        # sending work), then the services behind it, all at once.
+        gateway = [c for c in children if c.name == "gateway"]
+        _stop_children(gateway)
+        _stop_children([c for c in children if c.name != "gateway"])
         if s3_server is not None:
             s3_server.stop()
         stop.close()
+        if children:
+            print("advex: mesh stopped", file=sys.stderr)
     return code
+
+
+def _stop_children(children: list[Child]) -> None:
+    """SIGTERM (each drains), then waits up to 30 s for all; kills stragglers."""
+    running = [c for c in children if c.process.poll() is None]
+    for child in running:
+        child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for child in running:
+        try:
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
