@@ -11,6 +11,8 @@ import uuid
 
 import grpc
 
+from advex.core import handlers
+
 log = logging.getLogger(__name__)
 
 
@@ -120,16 +122,4 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
             return run
 
-        behaviour = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-        if getattr(behaviour, "experimental_non_blocking", False):
-            # Health.Watch answers through a callback without holding a pool
-            # thread; wrapping it would hide that flag from grpc, and every
-            # open watch would then take a thread from the other calls.
-            return handler
-        if handler.unary_unary:
-            return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=wrap_unary(handler.stream_unary))
-        return handler._replace(stream_stream=wrap_stream(handler.stream_stream))
+        return handlers.wrapped(handler, wrap_unary, wrap_stream)

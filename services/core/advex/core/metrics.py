@@ -24,6 +24,8 @@ import grpc
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.registry import Collector
 
+from advex.core import handlers
+
 # Covers quick control RPCs (ms) to whole evaluation streams (minutes).
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 _RPC_LABELS = ("grpc_service", "grpc_method", "grpc_type")
@@ -62,18 +64,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         service, method = _split(handler_call_details.method)
-        behaviour = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-        if getattr(behaviour, "experimental_non_blocking", False):
-            # Health.Watch: wrapping it would take a pool thread per watch
-            # (see ErrorInterceptor); it is not counted.
-            return handler
-        kind = (
-            "unary" if handler.unary_unary
-            else "server_stream" if handler.unary_stream
-            else "client_stream" if handler.stream_unary
-            else "bidi_stream"
-        )
-        labels = (service, method, kind)
+        labels = (service, method, handlers.call_type(handler))
 
         def finish(context, started: float, raised: bool) -> None:
             RPC_HANDLED.labels(*labels, _code_name(context, raised)).inc()
@@ -109,13 +100,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
             return run
 
-        if handler.unary_unary:
-            return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=wrap_unary(handler.stream_unary))
-        return handler._replace(stream_stream=wrap_stream(handler.stream_stream))
+        # Health.Watch (non-blocking) stays unwrapped, so it is not counted.
+        return handlers.wrapped(handler, wrap_unary, wrap_stream)
 
 
 def parse_address(address: str, variable: str) -> tuple[str, int]:
