@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from advex.core.errors import InvalidArgument
+from advex.core.errors import InvalidArgument, Unavailable
 from advex.core.serving import Registration, StopSignals, start_server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -233,3 +233,78 @@ def test_a_name_with_several_addresses_gets_calls_spread_over_all_of_them():
     assert ("attack.advex.test", 1) in dns.queries  # resolved through the name, not a fixed address
     counts = {ip: answers.count(ip) for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3")}
     assert all(count >= 5 for count in counts.values()), counts
+
+
+def test_idempotent_calls_are_retried_on_unavailable_and_others_are_not():
+    """The mesh's channels retry what may safely run twice (a replica
+    restarting answers UNAVAILABLE); a call that changes state is not
+    repeated behind the caller's back."""
+    from advex.core.serving import open_channel
+
+    attempts = {"GetArtifact": 0, "CreateUpload": 0}
+
+    def flaky(method):
+        def behaviour(request, context):
+            attempts[method] += 1
+            if attempts[method] < 3:
+                raise Unavailable("restarting")
+            return b"ok"
+        return grpc.unary_unary_rpc_method_handler(behaviour)
+
+    handler = grpc.method_handlers_generic_handler(
+        "advex.v1.ArtifactService", {m: flaky(m) for m in attempts}
+    )
+    running = start_server(
+        "127.0.0.1:0", [Registration("advex.v1.ArtifactService", lambda s: s.add_generic_rpc_handlers((handler,)))]
+    )
+    try:
+        with open_channel(f"127.0.0.1:{running.port}") as channel:
+            assert channel.unary_unary("/advex.v1.ArtifactService/GetArtifact")(b"", timeout=30) == b"ok"
+            with pytest.raises(grpc.RpcError) as refused:
+                channel.unary_unary("/advex.v1.ArtifactService/CreateUpload")(b"", timeout=30)
+    finally:
+        running.stop(grace=None)
+    assert attempts["GetArtifact"] == 3  # two UNAVAILABLE, then the answer
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and attempts["CreateUpload"] == 1
+
+
+def test_a_server_refuses_calls_beyond_its_bound_at_once_instead_of_queueing_them():
+    from advex.core.serving import QUEUED_RPCS
+
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def blocking(request, context):
+        started.release()
+        release.wait(60)
+        return request
+
+    running = start_server("127.0.0.1:0", [_echo_registration(blocking)], max_workers=1)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            call = channel.unary_unary("/test.Echo/Call")
+            pending = [call.future(b"x", timeout=60) for _ in range(1 + QUEUED_RPCS)]  # 1 running, the rest waiting
+            assert started.acquire(timeout=30)
+            with pytest.raises(grpc.RpcError) as refused:
+                call(b"one too many", timeout=30)
+            release.set()
+            assert [p.result() for p in pending] == [b"x"] * len(pending)
+    finally:
+        release.set()
+        running.stop(grace=None)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_messages_over_the_mesh_limit_fail_where_they_are_made():
+    from advex.core.serving import GRPC_MESSAGE_LIMIT_BYTES, open_channel
+
+    running = start_server("127.0.0.1:0", [_echo_registration(lambda request, context: b"x" * int(request))])
+    try:
+        with open_channel(f"127.0.0.1:{running.port}") as channel:
+            call = channel.unary_unary("/test.Echo/Call")
+            assert len(call(str(GRPC_MESSAGE_LIMIT_BYTES - 1024).encode(), timeout=30)) == GRPC_MESSAGE_LIMIT_BYTES - 1024
+            with pytest.raises(grpc.RpcError) as too_big:
+                call(str(GRPC_MESSAGE_LIMIT_BYTES + 1).encode(), timeout=30)
+    finally:
+        running.stop(grace=None)
+    assert too_big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

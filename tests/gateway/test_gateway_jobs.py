@@ -291,3 +291,24 @@ def test_listing_pages_stay_small_however_many_attacks_evaluations_carry(tmp_pat
             break
     assert pages == 2 and len(seen) == len(set(seen)) == 100
     store.close()
+
+
+def test_a_full_queue_answers_resource_exhausted_before_any_work(database_url):
+    from advex.core.errors import ResourceExhausted
+    from advex.gateway.evaluations import Evaluations
+
+    store = jobs.JobStore(database_url)
+    # No downstream services: the bound is checked before anything is asked of them.
+    evaluations = Evaluations(store, downstream=None, runner=None, poll_seconds=1, max_watchers=1, max_queued=2)
+    first = _create(store, "a")
+    _create(store, "b")
+    request = dict(model="artifacts/m", spec=evasion_pb2.EvasionSpec(dataset="artifacts/d", attacks=[FGSM]),
+                   clip_min=0.0, clip_max=1.0, display_name="c")
+    with pytest.raises(ResourceExhausted, match=r"2 evaluations are already queued.*ADVEX_MAX_QUEUED.*retry"):
+        evaluations.create(**request)
+    assert store.count_by_state() == {jobs.QUEUED: 2}  # nothing was added
+    store.claim_next("w", lease_seconds=60)  # one starts: room again
+    assert store.get(first.id).state == jobs.RUNNING
+    with pytest.raises(AttributeError):  # past the bound, it goes on to validate (downstream is None here)
+        evaluations.create(**request)
+    store.close()

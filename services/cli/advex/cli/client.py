@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from advex.core.errors import AdvexError
 from advex.core.presigned import file_digest, put_file
+from advex.core.serving import MESSAGE_LIMITS, service_config
 from advex.v1 import (
     artifact_pb2,
     artifact_pb2_grpc,
@@ -48,8 +49,11 @@ class Gateway:
     def connect(cls, address: str | None = None, timeout: float = 5.0) -> "Gateway":
         address = address or os.environ.get("ADVEX_GATEWAY_ADDR", DEFAULT_GATEWAY)
         # No keepalive: a gateway behind a proxy with grpc's default ping
-        # policy would end a quiet watch stream for pinging too often.
-        channel = grpc.insecure_channel(address)
+        # policy would end a quiet watch stream for pinging too often. The
+        # mesh's message limits and retries of idempotent calls, though.
+        channel = grpc.insecure_channel(
+            address, options=[*MESSAGE_LIMITS, ("grpc.service_config", service_config(balance=False))]
+        )
         try:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError as exc:

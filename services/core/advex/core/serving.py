@@ -9,6 +9,7 @@ drain, never a kill) and then serves until signalled.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -34,6 +35,51 @@ log = logging.getLogger(__name__)
 # Every service and channel in the mesh uses these, so the two ends agree.
 KEEPALIVE_SECONDS = 30
 MAX_CONNECTION_AGE_SECONDS = 300
+# The largest message any server or channel of the mesh (and the CLI) sends
+# or receives: grpc's default receive limit, now also the send limit, so an
+# oversized answer fails where it is made with RESOURCE_EXHAUSTED. Tensors
+# travel in chunks of at most tensors.MAX_MESSAGE_BYTES (1 MiB).
+GRPC_MESSAGE_LIMIT_BYTES = 4 * 1024**2
+# RPCs a server accepts beyond its worker threads, waiting for one; past
+# that it answers RESOURCE_EXHAUSTED at once instead of queueing without end.
+QUEUED_RPCS = 64
+# Calls that may safely run twice (they change nothing, or end in the same
+# state), retried by the channel on UNAVAILABLE: a replica restarting or a
+# connection cut. The others are retried, where at all, by the gateway's
+# own policy (an evaluation run again), which knows what a repeat means.
+IDEMPOTENT_METHODS = {
+    "advex.v1.ArtifactService": ("GetArtifact", "ListArtifacts", "GetDownloadUrl", "CompleteUpload"),
+    "advex.v1.EvaluationService": ("GetEvaluation", "ListEvaluations", "GetReport"),
+    "advex.internal.v1.AttackService": ("InspectModel", "CheckCompatibility", "CheckPoisoning"),
+    "grpc.health.v1.Health": ("Check",),
+}
+RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.2s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+def service_config(balance: bool = True) -> str:
+    """The channels' service config: retries of IDEMPOTENT_METHODS and, with
+    `balance`, round robin over every address a target resolves to."""
+    config = {
+        "methodConfig": [{
+            "name": [{"service": s, "method": m} for s, methods in IDEMPOTENT_METHODS.items() for m in methods],
+            "retryPolicy": RETRY_POLICY,
+        }],
+    }
+    if balance:
+        config["loadBalancingConfig"] = [{"round_robin": {}}]
+    return json.dumps(config)
+
+
+MESSAGE_LIMITS = [
+    ("grpc.max_receive_message_length", GRPC_MESSAGE_LIMIT_BYTES),
+    ("grpc.max_send_message_length", GRPC_MESSAGE_LIMIT_BYTES),
+]
 # How long a drain waits for health watchers to be told NOT_SERVING before
 # it stops the server anyway (RunningServer.stop).
 HEALTH_NOTICE_SECONDS = 2.0
@@ -52,6 +98,7 @@ SERVER_OPTIONS = [
     # flight finish: no grace limit) makes a gateway find the attack replicas
     # an autoscaler added behind a headless Service.
     ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
+    *MESSAGE_LIMITS,
 ]
 CHANNEL_OPTIONS = [
     # A peer that vanished without closing its connection (host gone, network
@@ -62,8 +109,12 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     # A target that resolves to several addresses (`dns:///attack.advex.svc:50053`
     # over a headless Service, or `ipv4:10.0.0.1:50053,10.0.0.2:50053`) gets
-    # its calls spread over all of them; one address: no difference.
-    ("grpc.lb_policy_name", "round_robin"),
+    # its calls spread over all of them (one address: no difference), and
+    # idempotent calls are retried on UNAVAILABLE. The config is ours alone:
+    # a DNS TXT record cannot replace it.
+    ("grpc.service_config", service_config()),
+    ("grpc.service_config_disable_resolution", 1),
+    *MESSAGE_LIMITS,
 ]
 
 
@@ -141,6 +192,7 @@ def start_server(
     """Binds `address` (port 0 picks a free one), starts, reports SERVING."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
+        maximum_concurrent_rpcs=max_workers + QUEUED_RPCS,
         # Metrics outermost: it sees the status the error interceptor chose.
         interceptors=[MetricsInterceptor(), ErrorInterceptor(), *interceptors],
         options=SERVER_OPTIONS,

@@ -49,13 +49,19 @@ class GatewayConfig:
     # Open WatchEvaluation streams; each holds a server thread, so they are
     # capped to keep threads for every other call (health checks included).
     max_watchers: int = 100
+    # QUEUED evaluations (in the shared database) beyond which
+    # CreateEvaluation answers RESOURCE_EXHAUSTED: a client that floods the
+    # queue is told to wait instead of growing it without end.
+    max_queued: int = 1000
 
     def __post_init__(self) -> None:
         check_address(self.metrics_address, "ADVEX_GATEWAY_METRICS_ADDR")
         check_endpoint(self.s3_endpoint, "ADVEX_S3_ENDPOINT")
         check_endpoint(self.s3_public_endpoint, "ADVEX_S3_PUBLIC_ENDPOINT")
-        if self.workers < 1 or self.max_attempts < 1 or self.max_watchers < 1:
-            raise ValueError("ADVEX_GATEWAY_WORKERS, ADVEX_MAX_ATTEMPTS and ADVEX_MAX_WATCHERS must be >= 1")
+        if self.workers < 1 or self.max_attempts < 1 or self.max_watchers < 1 or self.max_queued < 1:
+            raise ValueError(
+                "ADVEX_GATEWAY_WORKERS, ADVEX_MAX_ATTEMPTS, ADVEX_MAX_WATCHERS and ADVEX_MAX_QUEUED must be >= 1"
+            )
         if not 0 < self.poll_seconds <= self.lease_seconds / 3:
             raise ValueError(
                 f"ADVEX_POLL_SECONDS ({self.poll_seconds:g}) must be > 0 and at most a third of "
@@ -89,4 +95,5 @@ class GatewayConfig:
             max_attempts=env.integer("ADVEX_MAX_ATTEMPTS", defaults.max_attempts, minimum=1),
             retry_backoff_seconds=env.number("ADVEX_RETRY_BACKOFF_SECONDS", defaults.retry_backoff_seconds, minimum=0),
             max_watchers=env.integer("ADVEX_MAX_WATCHERS", defaults.max_watchers, minimum=1),
+            max_queued=env.integer("ADVEX_MAX_QUEUED", defaults.max_queued, minimum=1),
         )

@@ -34,12 +34,14 @@ class Evaluations:
         runner: EvaluationRunner,
         poll_seconds: float,
         max_watchers: int,
+        max_queued: int = 1000,
     ):
         self.store = store
         self.downstream = downstream
         self.runner = runner
         self.poll_seconds = poll_seconds
         self.max_watchers = max_watchers
+        self.max_queued = max_queued
         self._watchers = threading.BoundedSemaphore(max_watchers)
 
     def require_artifact(self, name: str, field: str, kind: int) -> artifact_pb2.Artifact:
@@ -101,6 +103,12 @@ class Evaluations:
             raise InvalidArgument("display_name is longer than 200 characters")
         if not model:
             raise InvalidArgument("model is required: the name of an uploaded model ('artifacts/<id>')")
+        queued = self.store.count_by_state().get(jobs.QUEUED, 0)
+        if queued >= self.max_queued:
+            raise ResourceExhausted(
+                f"{queued} evaluations are already queued, as many as this gateway takes (ADVEX_MAX_QUEUED); "
+                "retry once some have started (`advex list` shows them), e.g. in a minute"
+            )
         stored, progress_total = kind.validate(self, model, spec, clip_min, clip_max)
         return self.store.create(
             display_name=display_name,

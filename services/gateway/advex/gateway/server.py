@@ -137,7 +137,9 @@ def create_server(address: str, config: GatewayConfig) -> tuple[RunningServer, i
     store = jobs.JobStore(config.database_url)
     downstream = Downstream.connect(config)
     runner = EvaluationRunner(store, downstream, config)
-    evaluations = Evaluations(store, downstream, runner, config.poll_seconds, config.max_watchers)
+    evaluations = Evaluations(
+        store, downstream, runner, config.poll_seconds, config.max_watchers, max_queued=config.max_queued
+    )
     workers = WorkerPool(store, runner, config)
     running = start_server(
         address,
