@@ -312,3 +312,51 @@ def test_a_full_queue_answers_resource_exhausted_before_any_work(database_url):
     with pytest.raises(AttributeError):  # past the bound, it goes on to validate (downstream is None here)
         evaluations.create(**request)
     store.close()
+
+
+def test_two_gateways_claim_200_evaluations_each_exactly_once(database_url):
+    """Two job stores (two gateways, each with its own engine) and four
+    workers each, claiming from one database at the same time: every
+    evaluation is run by exactly one worker, and all of them end."""
+    gateways = [jobs.JobStore(database_url), jobs.JobStore(database_url)]
+    created = {_create(gateways[i % 2], f"e{i}").id for i in range(200)}
+    claims: list[tuple[str, str]] = []
+    claims_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(store: jobs.JobStore, name: str) -> None:
+        try:
+            while (row := store.claim_next(name, lease_seconds=60)) is not None:
+                with claims_lock:
+                    claims.append((row.id, name))
+                assert store.heartbeat(row.id, name, 60, done=10, stage="working").still_owned
+                assert store.finish(row.id, name, jobs.SUCCEEDED, report=b"r")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(store, f"g{g}/{w}"))
+               for g, store in enumerate(gateways) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    claimed = [evaluation_id for evaluation_id, _ in claims]
+    assert len(claimed) == len(set(claimed)) == 200 and set(claimed) == created  # each once, none missed
+    assert gateways[0].count_by_state() == {jobs.SUCCEEDED: 200}
+    assert {name.split("/")[0] for _, name in claims} == {"g0", "g1"}  # both gateways took work
+    for store in gateways:
+        store.close()
+
+
+def test_a_gateway_whose_clock_runs_ahead_does_not_take_over_a_live_claim(database_url, monkeypatch):
+    """Leases are written and compared by the database's clock: a gateway an
+    hour ahead still sees the other's 60 s lease as live."""
+    steady, ahead = jobs.JobStore(database_url), jobs.JobStore(database_url)
+    row = _create(steady, "held")
+    assert steady.claim_next("steady/0", lease_seconds=60).id == row.id
+    monkeypatch.setattr(jobs.time, "time", lambda: 1e10)  # every local clock in the year 2286
+    assert ahead.claim_next("ahead/0", lease_seconds=60) is None
+    assert steady.heartbeat(row.id, "steady/0", 60, done=1, stage="working").still_owned
+    steady.close()
+    ahead.close()

@@ -219,6 +219,13 @@ class JobStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _clock(self, conn: sa.Connection) -> float:
+        """Seconds since the epoch by the database's clock. Leases and
+        retry times are written and compared by it, so gateways whose
+        clocks disagree still agree on when a claim has lapsed."""
+        query = _DATABASE_CLOCK.get(conn.dialect.name)
+        return time.time() if query is None else float(conn.execute(query).scalar())
+
     def _notify(self) -> None:
         with self.changed:
             self.changed.notify_all()
@@ -242,7 +249,6 @@ class JobStore:
         clip_max: float,
         progress_total: int,
     ) -> EvaluationRow:
-        now = time.time()
         values = dict(
             id=new_id(),
             display_name=display_name,
@@ -262,13 +268,12 @@ class JobStore:
             lease_expires_at=None,
             attempts=0,
             retry_after=None,
-            create_time=now,
             start_time=None,
             end_time=None,
-            update_time=now,
         )
         with self.engine.begin() as conn:
-            conn.execute(evaluations.insert().values(**values))
+            now = self._clock(conn)
+            conn.execute(evaluations.insert().values(**values, create_time=now, update_time=now))
         # Read before waking the workers: the caller is promised the row as
         # created (QUEUED), not as a worker that claimed it already left it.
         row = self.get(values["id"])
@@ -306,15 +311,18 @@ class JobStore:
 
     def claim_next(self, worker: str, lease_seconds: float) -> EvaluationRow | None:
         """Takes the oldest QUEUED (or abandoned RUNNING) evaluation for
-        `worker`. The conditional UPDATE makes exactly one claimant win."""
+        `worker`. The conditional UPDATE makes exactly one claimant win; on
+        PostgreSQL, FOR UPDATE SKIP LOCKED also lets gateways claiming at the
+        same moment each take a different row instead of racing for one."""
         for _ in range(5):
-            now = time.time()
             with self.engine.begin() as conn:
+                now = self._clock(conn)
                 candidate = conn.execute(
                     sa.select(evaluations.c.id)
                     .where(self._claimable(now))
                     .order_by(evaluations.c.id)
                     .limit(1)
+                    .with_for_update(skip_locked=True)
                 ).scalar()
                 if candidate is None:
                     return None
@@ -341,8 +349,8 @@ class JobStore:
     def heartbeat(
         self, evaluation_id: str, worker: str, lease_seconds: float, done: int, stage: str
     ) -> Heartbeat:
-        now = time.time()
         with self.engine.begin() as conn:
+            now = self._clock(conn)
             updated = conn.execute(
                 evaluations.update()
                 .where(_held_by(evaluation_id, worker))
@@ -359,8 +367,7 @@ class JobStore:
     ) -> bool:
         """Ends a claimed evaluation; False if the claim was lost meanwhile."""
         assert state in TERMINAL
-        now = time.time()
-        values = dict(state=state, error=error, end_time=now, update_time=now, claimed_by=None, lease_expires_at=None)
+        values = dict(state=state, error=error, claimed_by=None, lease_expires_at=None)
         if report is not None:
             values["report"] = report
             values["stage"] = "done"
@@ -368,10 +375,11 @@ class JobStore:
         else:
             values["stage"] = state.lower()
         with self.engine.begin() as conn:
+            now = self._clock(conn)
             updated = conn.execute(
                 evaluations.update()
                 .where(_held_by(evaluation_id, worker))
-                .values(**values)
+                .values(**values, end_time=now, update_time=now)
             ).rowcount
         self._notify()
         return updated == 1
@@ -379,8 +387,8 @@ class JobStore:
     def release(self, evaluation_id: str, worker: str, retry_in: float = 0.0, stage: str = "queued (resumes)") -> None:
         """Hands a running evaluation back: QUEUED again, so another worker
         or gateway runs it, no sooner than `retry_in` s from now."""
-        now = time.time()
         with self.engine.begin() as conn:
+            now = self._clock(conn)
             conn.execute(
                 evaluations.update()
                 .where(_held_by(evaluation_id, worker))
@@ -400,8 +408,8 @@ class JobStore:
     def request_cancel(self, evaluation_id: str) -> None:
         """QUEUED ends CANCELLED at once; RUNNING is flagged for its worker,
         which stops the attack and records CANCELLED."""
-        now = time.time()
         with self.engine.begin() as conn:
+            now = self._clock(conn)
             conn.execute(
                 evaluations.update()
                 .where(evaluations.c.id == evaluation_id, evaluations.c.state == QUEUED)
@@ -423,6 +431,12 @@ def spec_json(spec: Message) -> str:
 def spec_from_json(text: str, message: Message) -> Message:
     """Fills `message` (an empty spec of the right type) from spec_json's text."""
     return json_format.ParseDict(json.loads(text), message)
+
+
+_DATABASE_CLOCK = {
+    "postgresql": sa.text("SELECT EXTRACT(EPOCH FROM clock_timestamp())"),
+    "sqlite": sa.text("SELECT (julianday('now') - 2440587.5) * 86400.0"),
+}
 
 
 def _held_by(evaluation_id: str, worker: str):
