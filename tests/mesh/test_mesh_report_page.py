@@ -113,7 +113,9 @@ def test_the_report_page_shows_its_verdict_and_curve_loads_every_image_and_fetch
         driver.quit()
 
 
-@pytest.mark.parametrize("kind", [artifact_pb2.ARTIFACT_KIND_REPORT, artifact_pb2.ARTIFACT_KIND_OUTCOMES])
+@pytest.mark.parametrize(
+    "kind", [artifact_pb2.ARTIFACT_KIND_REPORT, artifact_pb2.ARTIFACT_KIND_OUTCOMES, artifact_pb2.ARTIFACT_KIND_SHARD]
+)
 def test_callers_cannot_upload_what_advex_makes(gateway, kind):
     import grpc
 

@@ -21,18 +21,26 @@ from logged_process import LoggedProcess
 SERVICES = ("GATEWAY", "STORAGE", "ATTACK", "SCORING")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: all held open while they are picked, so
+    the kernel cannot hand the same one out twice."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 class _Up(LoggedProcess):
     """`advex up` on free ports, ready when it says "mesh up"."""
 
     def __init__(self, cwd: Path):
-        self.ports = {name: _free_port() for name in SERVICES}
-        self.metrics_ports = {name: _free_port() for name in SERVICES}
+        ports = _free_ports(2 * len(SERVICES))
+        self.ports = dict(zip(SERVICES, ports))
+        self.metrics_ports = dict(zip(SERVICES, ports[len(SERVICES):]))
         env = {k: v for k, v in os.environ.items() if not k.startswith("ADVEX_")}
         env.update({f"ADVEX_{name}_ADDR": f"127.0.0.1:{port}" for name, port in self.ports.items()})
         env.update({f"ADVEX_{name}_METRICS_ADDR": f"127.0.0.1:{port}" for name, port in self.metrics_ports.items()})

@@ -1,5 +1,6 @@
 """What storage accepts of the artifacts AdvEx makes itself: report pages
-(UTF-8 HTML) and per-sample outcomes (an npz of packed bits). Made and
+(UTF-8 HTML), per-sample outcomes (an npz of packed bits) and shards (an npz
+of one attack's records on a range of samples). Made and
 stored for real: tests/mesh/test_mesh_report_page.py, test_mesh_cli.py."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advex.storage.verify import VerificationError, verify_outcomes, verify_report
+from advex.storage.verify import VerificationError, verify_outcomes, verify_report, verify_shard
 
 
 def _outcomes(path, samples=10, clean=None, adversarial=None, **extra):
@@ -82,3 +83,36 @@ def test_models_with_two_inputs_or_outputs_are_refused_at_upload(tmp_path):
     with pytest.raises(VerificationError, match="the model has 2 outputs"):
         verify_model(_saved(tmp_path, "out2", two_outputs))
     assert verify_model(_saved(tmp_path, "ok", one_of_each)).model_class == "Functional"
+
+
+def _shard(path, n=4, classes=3, **change):
+    arrays = dict(
+        first_sample=np.array(8, np.int64), labels=np.zeros(n, np.int64),
+        clean_probabilities=np.full((n, classes), 1 / classes, np.float32),
+        adversarial_probabilities=np.full((n, classes), 1 / classes, np.float32),
+        perturbation_linf=np.zeros(n, np.float32), perturbation_l2=np.zeros(n, np.float32),
+        perturbation_l0=np.zeros(n, np.float32),
+    )
+    arrays.update(change)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def test_a_shard_as_the_gateway_writes_it_passes(tmp_path):
+    assert verify_shard(_shard(tmp_path / "s.npz")) is None
+    with_images = _shard(tmp_path / "i.npz", targets=np.ones(4, np.int64),
+                         adversarial_images=np.zeros((4, 2, 2, 1), np.float32),
+                         example_samples=np.arange(2), example_clean=np.zeros((2, 2, 2, 1), np.float16))
+    assert verify_shard(with_images) is None
+
+
+@pytest.mark.parametrize("change, phrase", [
+    (dict(script=np.zeros(1)), "holds no member 'script.npy'"),
+    (dict(labels=np.array([{"a": 1}] * 4, dtype=object)), "object"),
+    (dict(labels=np.zeros(4, np.float32)), "labels has dtype float32"),
+    (dict(perturbation_l2=np.zeros(5, np.float32)), "perturbation_l2 has"),
+    (dict(perturbation_l0=None), "lacks perturbation_l0"),
+])
+def test_a_shard_with_anything_else_is_refused(tmp_path, change, phrase):
+    with pytest.raises(VerificationError, match=phrase):
+        verify_shard(_shard(tmp_path / "s.npz", **change))

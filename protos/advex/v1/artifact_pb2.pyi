@@ -18,6 +18,7 @@ class ArtifactKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ARTIFACT_KIND_PATTERN: _ClassVar[ArtifactKind]
     ARTIFACT_KIND_REPORT: _ClassVar[ArtifactKind]
     ARTIFACT_KIND_OUTCOMES: _ClassVar[ArtifactKind]
+    ARTIFACT_KIND_SHARD: _ClassVar[ArtifactKind]
 
 class ArtifactState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,6 +32,7 @@ ARTIFACT_KIND_DATASET: ArtifactKind
 ARTIFACT_KIND_PATTERN: ArtifactKind
 ARTIFACT_KIND_REPORT: ArtifactKind
 ARTIFACT_KIND_OUTCOMES: ArtifactKind
+ARTIFACT_KIND_SHARD: ArtifactKind
 ARTIFACT_STATE_UNSPECIFIED: ArtifactState
 ARTIFACT_STATE_PENDING_UPLOAD: ArtifactState
 ARTIFACT_STATE_READY: ArtifactState

@@ -42,18 +42,20 @@ class ObjectLocation(_message.Message):
     def __init__(self, url: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("input_shape", "num_classes", "outputs_probabilities", "logits_source", "parameter_count")
+    __slots__ = ("input_shape", "num_classes", "outputs_probabilities", "logits_source", "parameter_count", "batch_size")
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     LOGITS_SOURCE_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     input_shape: _containers.RepeatedScalarFieldContainer[int]
     num_classes: int
     outputs_probabilities: bool
     logits_source: LogitsSource
     parameter_count: int
-    def __init__(self, input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., outputs_probabilities: _Optional[bool] = ..., logits_source: _Optional[_Union[LogitsSource, str]] = ..., parameter_count: _Optional[int] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., outputs_probabilities: _Optional[bool] = ..., logits_source: _Optional[_Union[LogitsSource, str]] = ..., parameter_count: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
     __slots__ = ("samples", "image_shape", "dtype", "min_value", "max_value", "min_label", "max_label")

@@ -49,6 +49,7 @@ from advex.attack.datasets import Dataset
 from advex.attack.models import LoadedModel
 from advex.core.attack_specs import ResolvedAttack
 from advex.core.errors import Cancelled, InvalidArgument
+from advex.core.examples import example_limit
 
 __all__ = ["CleanLogits", "EvasionBatch", "ExamplePicker", "auto_batch_size", "perturbation_norms", "random_start", "run_evasion"]
 
@@ -60,10 +61,6 @@ MAX_AUTO_BATCH = 512
 # Bytes a forward+backward pass holds per activation value: the float32
 # output, its gradient, and a working copy.
 BYTES_PER_ACTIVATION = 12
-# The report's picture grid, per attack (ExamplePicker): at most this many
-# samples and this many bytes of images, under one 1 MiB message.
-MAX_EXAMPLES = 8
-MAX_EXAMPLE_BYTES = 768 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,12 +122,11 @@ class CleanLogits:
 class ExamplePicker:
     """A few samples of one run for the HTML report's picture grid: the first
     ones the attack succeeded on (in sample order), topped up with the first
-    others; at most MAX_EXAMPLES, and MAX_EXAMPLE_BYTES of float16 images
-    (clean and adversarial), so none for images too big to show."""
+    others; at most advex.core.examples.example_limit of them, so none for
+    images too big to show (the rule the gateway's merge of shards relies on)."""
 
     def __init__(self, image_shape: tuple[int, ...]) -> None:
-        per_sample = 2 * 2 * math.prod(int(d) for d in image_shape)
-        self.limit = min(MAX_EXAMPLES, MAX_EXAMPLE_BYTES // max(1, per_sample))
+        self.limit = example_limit(image_shape)
         # (dataset index, label, clean prediction, adversarial prediction,
         # clean image, adversarial image)
         self._succeeded: list[tuple] = []

@@ -116,7 +116,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
 
     def InspectModel(self, request, context):
         model = self._model(request.model)
-        return attack_service_pb2.InspectModelResponse(model=_model_info(model.summary))
+        return attack_service_pb2.InspectModelResponse(model=_model_info(model.summary, self._batch_size(model)))
 
     def CheckCompatibility(self, request, context):
         attack_specs.check_clip_range(request.clip_min, request.clip_max)
@@ -124,7 +124,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
         dataset = self._dataset(request.dataset)
         datasets.check_compatible(model.summary, dataset, request.clip_min, request.clip_max)
         return attack_service_pb2.CheckCompatibilityResponse(
-            model=_model_info(model.summary), dataset=_dataset_info(dataset)
+            model=_model_info(model.summary, self._batch_size(model)), dataset=_dataset_info(dataset)
         )
 
     def _poisoning(self, inputs) -> "_PoisoningJob":
@@ -153,7 +153,7 @@ class AttackServicer(attack_service_pb2_grpc.AttackServiceServicer):
     def CheckPoisoning(self, request, context):
         job = self._poisoning(request.inputs)
         return attack_service_pb2.CheckPoisoningResponse(
-            model=_model_info(job.model.summary),
+            model=_model_info(job.model.summary, self._batch_size(job.model)),
             training_dataset=_dataset_info(job.train),
             test_dataset=_dataset_info(job.test),
             source_classes=list(job.plan.sources),
@@ -417,7 +417,7 @@ def _records(batch: engine.EvasionBatch, lo: int, hi: int) -> records_pb2.Evasio
     )
 
 
-def _model_info(summary: models.ModelSummary) -> attack_service_pb2.ModelInfo:
+def _model_info(summary: models.ModelSummary, batch_size: int) -> attack_service_pb2.ModelInfo:
     return attack_service_pb2.ModelInfo(
         # A free (None) dimension travels as -1.
         input_shape=[-1 if d is None else d for d in summary.input_shape],
@@ -425,6 +425,7 @@ def _model_info(summary: models.ModelSummary) -> attack_service_pb2.ModelInfo:
         outputs_probabilities=summary.outputs_probabilities,
         logits_source=_LOGITS_SOURCE[summary.logits_source],
         parameter_count=summary.parameter_count,
+        batch_size=batch_size,
     )
 
 

@@ -53,14 +53,19 @@ class GatewayConfig:
     # CreateEvaluation answers RESOURCE_EXHAUSTED: a client that floods the
     # queue is told to wait instead of growing it without end.
     max_queued: int = 1000
+    # Samples per shard of an evasion attack: a shard is the unit that is
+    # stored as it finishes, so an interrupted evaluation resumes from the
+    # shards it finished (smaller: less redone, more files).
+    shard_samples: int = 4096
 
     def __post_init__(self) -> None:
         check_address(self.metrics_address, "ADVEX_GATEWAY_METRICS_ADDR")
         check_endpoint(self.s3_endpoint, "ADVEX_S3_ENDPOINT")
         check_endpoint(self.s3_public_endpoint, "ADVEX_S3_PUBLIC_ENDPOINT")
-        if self.workers < 1 or self.max_attempts < 1 or self.max_watchers < 1 or self.max_queued < 1:
+        if min(self.workers, self.max_attempts, self.max_watchers, self.max_queued, self.shard_samples) < 1:
             raise ValueError(
-                "ADVEX_GATEWAY_WORKERS, ADVEX_MAX_ATTEMPTS, ADVEX_MAX_WATCHERS and ADVEX_MAX_QUEUED must be >= 1"
+                "ADVEX_GATEWAY_WORKERS, ADVEX_MAX_ATTEMPTS, ADVEX_MAX_WATCHERS, ADVEX_MAX_QUEUED and "
+                "ADVEX_SHARD_SAMPLES must be >= 1"
             )
         if not 0 < self.poll_seconds <= self.lease_seconds / 3:
             raise ValueError(
@@ -96,4 +101,5 @@ class GatewayConfig:
             retry_backoff_seconds=env.number("ADVEX_RETRY_BACKOFF_SECONDS", defaults.retry_backoff_seconds, minimum=0),
             max_watchers=env.integer("ADVEX_MAX_WATCHERS", defaults.max_watchers, minimum=1),
             max_queued=env.integer("ADVEX_MAX_QUEUED", defaults.max_queued, minimum=1),
+            shard_samples=env.integer("ADVEX_SHARD_SAMPLES", defaults.shard_samples, minimum=1),
         )

@@ -64,6 +64,30 @@ evaluations = sa.Table(
     sa.Column("update_time", sa.Float, nullable=False),
 )
 
+# An evaluation's work in pieces (an evasion attack on a range of samples),
+# planned when it first runs. A DONE shard's results are stored as a SHARD
+# artifact, so a run that was interrupted resumes from the shards it
+# finished; the report is made from all of them, in order, at the end.
+shards = sa.Table(
+    "shards",
+    metadata,
+    sa.Column("evaluation_id", sa.String(32), primary_key=True),
+    sa.Column("shard_index", sa.Integer, primary_key=True),
+    sa.Column("attack_index", sa.Integer, nullable=False),
+    sa.Column("first_sample", sa.BigInteger, nullable=False),
+    sa.Column("stop_sample", sa.BigInteger, nullable=False),
+    # PENDING until its results are stored, then DONE.
+    sa.Column("state", sa.String(16), nullable=False),
+    # The SHARD artifact holding the results, with what storage verified.
+    sa.Column("artifact", sa.String(64), nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=True),
+    # The attack engine's software versions, as JSON (for the report's footer).
+    sa.Column("versions", sa.Text, nullable=True),
+    sa.Column("update_time", sa.Float, nullable=False),
+)
+PENDING, DONE = "PENDING", "DONE"
+
 schema_version = sa.Table(
     "gateway_schema_version",
     metadata,
@@ -116,6 +140,8 @@ MIGRATIONS: list[Sequence[str | Callable[[sa.Connection], None]]] = [
         "ALTER TABLE evaluations DROP COLUMN max_samples",
         "ALTER TABLE evaluations DROP COLUMN samples",
     ],
+    # 4: the shards table (made by create_all, which runs first).
+    [],
 ]
 _MIGRATION_LOCK_KEY = 0x61647665  # "adve": any constant shared by all gateways
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
@@ -403,6 +429,57 @@ class JobStore:
             )
         self._notify()
 
+    # ---- shards -----------------------------------------------------------
+
+    def plan_shards(self, evaluation_id: str, worker: str, plan: Sequence[tuple[int, int, int]]) -> list[ShardRow]:
+        """The evaluation's shards: as planned by an earlier run if there
+        was one (its DONE shards stand), else `plan` ((attack_index, first,
+        stop) in order), written while `worker` holds the evaluation."""
+        with self.engine.begin() as conn:
+            held = conn.execute(sa.select(evaluations.c.id).where(_held_by(evaluation_id, worker))).scalar()
+            if held is None:
+                raise FailedPrecondition(f"evaluation {evaluation_id} is no longer held by {worker}")
+            exists = conn.execute(
+                sa.select(sa.func.count()).select_from(shards).where(shards.c.evaluation_id == evaluation_id)
+            ).scalar()
+            if not exists:
+                now = self._clock(conn)
+                conn.execute(shards.insert(), [
+                    dict(evaluation_id=evaluation_id, shard_index=i, attack_index=a, first_sample=first,
+                         stop_sample=stop, state=PENDING, update_time=now)
+                    for i, (a, first, stop) in enumerate(plan)
+                ])
+        return self.shards(evaluation_id)
+
+    def shards(self, evaluation_id: str) -> list[ShardRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(shards).where(shards.c.evaluation_id == evaluation_id).order_by(shards.c.shard_index)
+            ).mappings()
+            return [ShardRow.from_mapping(r) for r in rows]
+
+    def finish_shard(
+        self, evaluation_id: str, shard_index: int, worker: str, *, artifact: str, sha256: str, size_bytes: int,
+        versions: str,
+    ) -> bool:
+        """Records a shard's stored results; False (nothing written) when
+        `worker` no longer holds the evaluation, whose new holder redoes it."""
+        with self.engine.begin() as conn:
+            held = conn.execute(sa.select(evaluations.c.id).where(_held_by(evaluation_id, worker))).scalar()
+            if held is None:
+                return False
+            conn.execute(
+                shards.update()
+                .where(shards.c.evaluation_id == evaluation_id, shards.c.shard_index == shard_index)
+                .values(state=DONE, artifact=artifact, sha256=sha256, size_bytes=size_bytes, versions=versions,
+                        update_time=self._clock(conn))
+            )
+        return True
+
+    def drop_shards(self, evaluation_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(shards.delete().where(shards.c.evaluation_id == evaluation_id))
+
     # ---- cancelling -----------------------------------------------------
 
     def request_cancel(self, evaluation_id: str) -> None:
@@ -421,6 +498,24 @@ class JobStore:
                 .values(cancel_requested=True, update_time=now, stage="cancelling")
             )
         self._notify()
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    evaluation_id: str
+    shard_index: int
+    attack_index: int
+    first_sample: int
+    stop_sample: int
+    state: str
+    artifact: str | None
+    sha256: str | None
+    size_bytes: int | None
+    versions: str | None
+
+    @classmethod
+    def from_mapping(cls, row) -> "ShardRow":
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
 
 def spec_json(spec: Message) -> str:

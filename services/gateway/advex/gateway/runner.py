@@ -25,7 +25,7 @@ from advex.core.errors import status_of
 from advex.gateway import jobs, monitoring, pages
 from advex.gateway.config import GatewayConfig
 from advex.gateway.kinds import KINDS
-from advex.gateway.work import CANCEL, DRAIN, LOST, Downstream, RunState, Work
+from advex.gateway.work import CANCEL, DRAIN, LOST, Downstream, RunState, ShardLedger, Work
 from advex.v1 import report_pb2
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class EvaluationRunner:
         keeper = threading.Thread(target=self._keep, args=(row.id, worker, run), daemon=True, name=f"keeper-{row.id}")
         keeper.start()
         try:
-            report = self._evaluate(row, run)
+            report = self._evaluate(row, run, worker)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the evaluation's state
             self._end_after_error(row, worker, run, exc)
         else:
@@ -167,8 +167,9 @@ class EvaluationRunner:
             elif not beat.still_owned:
                 run.stop(LOST)
 
-    def _evaluate(self, row: jobs.EvaluationRow, run: RunState) -> report_pb2.Report:
-        work = Work(row, run, self.downstream)
+    def _evaluate(self, row: jobs.EvaluationRow, run: RunState, worker: str) -> report_pb2.Report:
+        ledger = ShardLedger(self.store, row.id, worker, self.config.shard_samples)
+        work = Work(row, run, self.downstream, ledger)
         kind = KINDS[row.kind]
         report = kind.execute(work, kind.read_spec(row))
         work.check_stopped()

@@ -57,7 +57,9 @@ def _caller_timeout(context) -> float | None:
 
 # Artifact kinds the gateway makes itself (through storage directly), never
 # taken from callers.
-MADE_BY_ADVEX = (artifact_pb2.ARTIFACT_KIND_REPORT, artifact_pb2.ARTIFACT_KIND_OUTCOMES)
+MADE_BY_ADVEX = (
+    artifact_pb2.ARTIFACT_KIND_REPORT, artifact_pb2.ARTIFACT_KIND_OUTCOMES, artifact_pb2.ARTIFACT_KIND_SHARD
+)
 
 
 class ArtifactForwarder(artifact_pb2_grpc.ArtifactServiceServicer):
@@ -69,8 +71,9 @@ class ArtifactForwarder(artifact_pb2_grpc.ArtifactServiceServicer):
 
     def CreateUpload(self, request, context):
         if request.kind in MADE_BY_ADVEX:
-            # Pages and outcomes are what evaluations make; one uploaded by a
-            # caller would pass for AdvEx's own (a page could carry script).
+            # Pages, outcomes and shards are what evaluations make; one
+            # uploaded by a caller would pass for AdvEx's own (a page could
+            # carry script, a shard could stand in for an attack's results).
             raise InvalidArgument(
                 f"{artifact_pb2.ArtifactKind.Name(request.kind)} artifacts are made by AdvEx for an evaluation, "
                 "not uploaded; upload a MODEL, DATASET or PATTERN"

@@ -198,14 +198,45 @@ class RequestStream:
 
 
 @dataclass
+class ShardLedger:
+    """The evaluation's shards in SQL, written only while this worker holds
+    the evaluation (jobs.JobStore's shard methods, bound to one run)."""
+
+    store: jobs.JobStore
+    evaluation_id: str
+    worker: str
+    # Samples per shard when a run plans them (ADVEX_SHARD_SAMPLES).
+    shard_samples: int
+
+    def plan(self, plan) -> list[jobs.ShardRow]:
+        return self.store.plan_shards(self.evaluation_id, self.worker, plan)
+
+    def shards(self) -> list[jobs.ShardRow]:
+        return self.store.shards(self.evaluation_id)
+
+    def finish(self, run: RunState, shard: jobs.ShardRow, artifact: artifact_pb2.Artifact, versions: str) -> None:
+        recorded = self.store.finish_shard(
+            self.evaluation_id, shard.shard_index, self.worker,
+            artifact=artifact.name, sha256=artifact.sha256, size_bytes=artifact.size_bytes, versions=versions,
+        )
+        if not recorded:  # another gateway holds the evaluation now: stop here
+            run.stop(LOST)
+            raise Stopped(LOST)
+
+    def drop(self) -> None:
+        self.store.drop_shards(self.evaluation_id)
+
+
+@dataclass
 class Work:
     """What a kind's `execute` runs with: the claimed row, the run's shared
-    state (stage, progress, stop), and the mesh. Every call made through it
-    is tracked, so cancel and drain interrupt it."""
+    state (stage, progress, stop), the mesh, and the evaluation's shards.
+    Every call made through it is tracked, so cancel and drain interrupt it."""
 
     row: jobs.EvaluationRow
     run: RunState
     downstream: Downstream
+    ledger: ShardLedger | None = None
     # What the run gathers for the report's page (pages.py).
     page: PageInputs = field(default_factory=PageInputs)
 

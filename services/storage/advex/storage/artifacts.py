@@ -40,6 +40,7 @@ from advex.storage.verify import (
     verify_pattern,
     verify_outcomes,
     verify_report,
+    verify_shard,
 )
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,14 @@ DATASET = "dataset"
 PATTERN = "pattern"
 REPORT = "report"
 OUTCOMES = "outcomes"
+SHARD = "shard"
 _VERIFIERS: dict[str, Callable[[Path, ZipLimits], Summary | None]] = {
     MODEL: verify_model,
     DATASET: verify_dataset,
     PATTERN: verify_pattern,
     REPORT: verify_report,
     OUTCOMES: verify_outcomes,
+    SHARD: verify_shard,
 }
 _HOW_TO_SAVE = {
     MODEL: "upload a Keras 3 .keras file saved with model.save('model.keras')",
@@ -63,6 +66,7 @@ _HOW_TO_SAVE = {
     PATTERN: "upload an .npz saved with numpy.savez('trigger.npz', pattern=pattern, mask=mask)",
     REPORT: "report pages are made by AdvEx for an evaluation",
     OUTCOMES: "outcomes files are made by AdvEx for an evaluation",
+    SHARD: "shard files are made by AdvEx for a running evaluation",
 }
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_DISPLAY_NAME = 200
@@ -135,6 +139,8 @@ class ArtifactStore:
             PATTERN: ZipLimits.for_patterns(),
             REPORT: None,
             OUTCOMES: None,
+            # Records and, when kept, adversarial images: a dataset's bounds.
+            SHARD: ZipLimits.for_datasets(max_dataset_bytes),
         }
         self.upload_url_ttl_s = upload_url_ttl_s
         self.download_url_ttl_s = download_url_ttl_s
@@ -144,7 +150,7 @@ class ArtifactStore:
         if kind not in _VERIFIERS:
             raise InvalidArgument(
                 "kind is required: MODEL for a Keras 3 .keras file, DATASET for an .npz of images and labels, "
-                "or PATTERN for an .npz backdoor trigger (pattern and mask) (REPORT and OUTCOMES: what AdvEx makes)"
+                "or PATTERN for an .npz backdoor trigger (pattern and mask) (REPORT, OUTCOMES and SHARD: what AdvEx makes)"
             )
         if len(display_name) > MAX_DISPLAY_NAME:
             raise InvalidArgument(

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from advex.core.resources import encode_page_token
 from advex.core.serving import Registration, RunningServer, run_service, start_server
-from advex.storage.artifacts import DATASET, MODEL, OUTCOMES, PATTERN, REPORT, ArtifactStore, artifact_name
+from advex.storage.artifacts import DATASET, MODEL, OUTCOMES, PATTERN, REPORT, SHARD, ArtifactStore, artifact_name
 from advex.storage.config import StorageConfig
 from advex.storage.objects import ObjectStore
 from advex.storage.protos import set_summary
@@ -29,6 +29,7 @@ _KIND_TO_PROTO = {
     PATTERN: artifact_pb2.ARTIFACT_KIND_PATTERN,
     REPORT: artifact_pb2.ARTIFACT_KIND_REPORT,
     OUTCOMES: artifact_pb2.ARTIFACT_KIND_OUTCOMES,
+    SHARD: artifact_pb2.ARTIFACT_KIND_SHARD,
 }
 _KIND_FROM_PROTO = {v: k for k, v in _KIND_TO_PROTO.items()}
 # A ListArtifacts page stops growing at about this many bytes (clients

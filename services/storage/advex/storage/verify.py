@@ -661,3 +661,47 @@ def verify_outcomes(path: Path, limits: ZipLimits | None = None) -> None:
         raise VerificationError(f"outcomes: clean_correct must be uint8 of shape ({width},)")
     if adversarial.dtype != np.uint8 or adversarial.ndim != 2 or adversarial.shape[1] != width:
         raise VerificationError(f"outcomes: adversarial_correct must be uint8 of shape (attacks, {width})")
+
+
+# -------------------------------------------------------------- shards
+
+# What a shard file (as the gateway writes it) may hold: one attack's
+# per-sample records on a range of samples, the report's example images of
+# that range, and (when the evaluation keeps them) its adversarial images.
+SHARD_MEMBERS = {
+    "first_sample": "i", "labels": "i", "targets": "i",
+    "clean_probabilities": "f", "adversarial_probabilities": "f",
+    "perturbation_linf": "f", "perturbation_l2": "f", "perturbation_l0": "f",
+    "example_samples": "i", "example_labels": "i", "example_clean_predictions": "i",
+    "example_adversarial_predictions": "i", "example_clean": "f", "example_adversarial": "f",
+    "adversarial_images": "f",
+}
+SHARD_REQUIRED = ("first_sample", "labels", "clean_probabilities", "adversarial_probabilities",
+                  "perturbation_linf", "perturbation_l2", "perturbation_l0")
+
+
+def verify_shard(path: Path, limits: ZipLimits = ZipLimits()) -> None:
+    """Checks that `path` is a shard npz as the gateway writes it: only the
+    members of SHARD_MEMBERS, each a numeric array of its kind (read from
+    its header: nothing is loaded, nothing unpickled), the records all of
+    one length. Made by AdvEx; a user cannot upload one (the gateway refuses)."""
+    how = "shard files are made by AdvEx for a running evaluation"
+    with _open_archive(path, "shard file", how, limits) as archive:
+        headers = {}
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in SHARD_MEMBERS or not info.filename.endswith(".npy"):
+                raise VerificationError(f"a shard file holds no member {quoted(info.filename)}; {how}")
+            with archive.open(info) as stream:
+                headers[name] = read_header(stream, info, name)
+            check_data_size(headers[name])
+    missing = [m for m in SHARD_REQUIRED if m not in headers]
+    if missing:
+        raise VerificationError(f"a shard file lacks {', '.join(missing)}; {how}")
+    for name, header in headers.items():
+        if header.dtype.kind not in ("iu" if SHARD_MEMBERS[name] == "i" else "f"):
+            raise VerificationError(f"shard member {name} has dtype {header.dtype}; {how}")
+    rows = headers["labels"].shape[:1]
+    for name in SHARD_REQUIRED[1:] + tuple(n for n in ("targets", "adversarial_images") if n in headers):
+        if headers[name].shape[:1] != rows:
+            raise VerificationError(f"shard member {name} has {headers[name].shape[:1]} rows, labels {rows}; {how}")
